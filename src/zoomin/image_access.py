@@ -1,0 +1,199 @@
+"""The one interface through which models see an image, and its in-memory implementation.
+
+Models never build the full-resolution image themselves. They ask an :class:`ImageAccess` for
+
+* ``view(scale)`` -- the whole image downscaled by ``scale`` (the stage-1 view, or ATS's view);
+* ``region_view(top, left, size, scale)`` -- one square full-resolution region (a tile) downscaled
+  by ``scale`` (the stage-2 view of a tile), zero-padded where it leaves the image;
+* ``patches(centres, size)`` -- full-resolution ``size``x``size`` sub-tiles centred on the given
+  full-resolution ``(y, x)`` coordinates, zero-padded at the borders.
+
+All three return float32 tensors in [0, 1], channels first, on the CPU; the model moves them to
+its device. :class:`InMemoryImage` keeps the pixels as a NumPy ``uint8`` array (outside torch), so a
+model that reads it never allocates a full-resolution tensor. :class:`DeviceTensorImage` keeps the
+full image as a torch tensor on the model's device: that is how the published ATS code works, and
+the memory benchmark uses it to measure ATS "as published". Slide-backed access (OpenSlide + HDF5)
+lives in :mod:`zoomin.data.slide_access` and implements the same protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+@runtime_checkable
+class ImageAccess(Protocol):
+    """What a model may ask of an image. ``size`` is ``(height, width)`` at full resolution."""
+
+    @property
+    def size(self) -> tuple[int, int]: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    def view(self, scale: float) -> torch.Tensor: ...
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor: ...
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor: ...
+
+
+def scaled_length(length: int, scale: float) -> int:
+    """Side of a view of ``length`` full-resolution pixels at ``scale`` (at least 1 pixel)."""
+    return max(1, int(round(length * scale)))
+
+
+def as_hwc_uint8(pixels: np.ndarray) -> np.ndarray:
+    """Return ``pixels`` as a contiguous HxWxC uint8 array with 3 channels (gray and RGBA converted)."""
+    array = np.asarray(pixels)
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3:
+        raise ValueError(f"expected an HxW or HxWxC image, got shape {array.shape}")
+    if array.dtype != np.uint8:
+        if np.issubdtype(array.dtype, np.floating) and array.size and array.max() <= 1.0:
+            array = array * 255.0
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    channels = array.shape[2]
+    if channels == 1:
+        array = np.repeat(array, 3, axis=2)
+    elif channels == 4:
+        array = array[:, :, :3]
+    elif channels != 3:
+        raise ValueError(f"expected 1, 3 or 4 channels, got {channels}")
+    return np.ascontiguousarray(array)
+
+
+def to_chw_float(pixels: np.ndarray) -> torch.Tensor:
+    """HxWxC uint8 -> CxHxW float32 tensor in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
+
+
+def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Area-style downscaling of an HxWxC uint8 array with Pillow (box filter; no torch tensors)."""
+    if pixels.shape[0] == height and pixels.shape[1] == width:
+        return pixels
+    image = Image.fromarray(pixels)
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX))
+
+
+def crop_padded(pixels: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:
+    """Crop ``pixels[top:top+height, left:left+width]``, zero-padding what lies outside."""
+    out = np.zeros((height, width, pixels.shape[2]), dtype=pixels.dtype)
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + height, pixels.shape[0]), min(left + width, pixels.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = pixels[y0:y1, x0:x1]
+    return out
+
+
+def patch_corner(centre: float, size: int) -> int:
+    """Top/left full-resolution coordinate of a ``size`` patch centred on ``centre``."""
+    return int(np.floor(centre - size / 2.0 + 0.5))
+
+
+class InMemoryImage:
+    """An image held in host memory as ``uint8``; views are computed with Pillow and cached.
+
+    ``views`` may pre-supply views by scale (e.g. read from an HDF5 cache), so the full image is
+    only touched for regions and patches.
+    """
+
+    def __init__(self, pixels: np.ndarray, views: dict[float, np.ndarray] | None = None):
+        self._pixels = as_hwc_uint8(pixels)
+        self._views: dict[float, np.ndarray] = {}
+        for scale, view in (views or {}).items():
+            self._views[float(scale)] = as_hwc_uint8(view)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self._pixels.shape[0]), int(self._pixels.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self._pixels.shape[2])
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """The full-resolution uint8 array (for plotting and baselines that need the whole image)."""
+        return self._pixels
+
+    def view(self, scale: float) -> torch.Tensor:
+        key = float(scale)
+        if key not in self._views:
+            height, width = self.size
+            self._views[key] = resize_uint8(
+                self._pixels, scaled_length(height, scale), scaled_length(width, scale)
+            )
+        return to_chw_float(self._views[key])
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        region = crop_padded(self._pixels, top, left, size, size)
+        side = scaled_length(size, scale)
+        return to_chw_float(resize_uint8(region, side, side))
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
+        stack = np.stack(
+            [
+                crop_padded(self._pixels, patch_corner(cy, size), patch_corner(cx, size), size, size)
+                for cy, cx in centres
+            ]
+        ) if centres else np.zeros((0, size, size, self.channels), dtype=np.uint8)
+        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+class DeviceTensorImage:
+    """The whole image as one float tensor on a device, the way the published ATS code holds it.
+
+    Used to measure "ATS as published"; everything is cut from the device tensor.
+    """
+
+    def __init__(self, pixels: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
+        if isinstance(pixels, torch.Tensor):
+            tensor = pixels.float()
+        else:
+            tensor = to_chw_float(as_hwc_uint8(pixels))
+        self._tensor = tensor.to(device)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self._tensor.shape[1]), int(self._tensor.shape[2])
+
+    @property
+    def channels(self) -> int:
+        return int(self._tensor.shape[0])
+
+    def view(self, scale: float) -> torch.Tensor:
+        height, width = self.size
+        return torch.nn.functional.interpolate(
+            self._tensor[None],
+            size=(scaled_length(height, scale), scaled_length(width, scale)),
+            mode="area",
+        )[0]
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        region = self._crop(top, left, size)
+        side = scaled_length(size, scale)
+        return torch.nn.functional.interpolate(region[None], size=(side, side), mode="area")[0]
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
+        if not centres:
+            return self._tensor.new_zeros((0, self.channels, size, size))
+        return torch.stack(
+            [self._crop(patch_corner(cy, size), patch_corner(cx, size), size) for cy, cx in centres]
+        )
+
+    def _crop(self, top: int, left: int, size: int) -> torch.Tensor:
+        height, width = self.size
+        out = self._tensor.new_zeros((self.channels, size, size))
+        y0, x0 = max(top, 0), max(left, 0)
+        y1, x1 = min(top + size, height), min(left + size, width)
+        if y1 > y0 and x1 > x0:
+            out[:, y0 - top : y1 - top, x0 - left : x1 - left] = self._tensor[:, y0:y1, x0:x1]
+        return out
