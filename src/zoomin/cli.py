@@ -1,0 +1,59 @@
+"""The ``zoomin`` command line: one subcommand per workflow step.
+
+Each subcommand lives in its own module under :mod:`zoomin.commands` and exposes
+``register(subparsers)`` (adds its parser, sets ``func``) -- see any module there for the pattern.
+Errors that users can fix (bad input, bad config) are raised as :class:`zoomin.errors.UserError`
+and printed as one clear line with exit status 1, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from zoomin.errors import UserError
+
+SUBCOMMAND_MODULES = [
+    "zoomin.commands.construct",
+    "zoomin.commands.download",
+    "zoomin.commands.build_views",
+    "zoomin.commands.train",
+    "zoomin.commands.evaluate",
+    "zoomin.commands.report",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoomin", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as error:
+            if error.name == name:
+                continue  # subcommand not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except UserError as error:
+        print(f"zoomin {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
