@@ -1,0 +1,26 @@
+# zoomin: the Zoom-In network's experiments as a Snakemake workflow.
+#   snakemake --cores 8 results/table1.csv          (embedded default: synthetic data, CPU)
+#   snakemake --cores 8 --configfile config/paper.yaml results/table1.csv   (real datasets)
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/downloads.smk"
+include: "workflow/rules/views.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        table_outputs(),
+        attention_figures(),
+        curve_figures(),
+    default_target: True

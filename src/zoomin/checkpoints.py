@@ -1,0 +1,97 @@
+"""Per-epoch training checkpoints: written atomically, loaded with ``weights_only=True``.
+
+A checkpoint holds the model, optimiser and scheduler state dicts, the RNG states of the run's
+generators and of torch's global RNG, the epoch, the history so far and the best weights, plus the
+identity of the run (model type, run id, seed) so that a checkpoint of another run or architecture
+is refused with a clear message instead of being loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoomin.atomic import atomic_path
+from zoomin.errors import InputFileError
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    shuffle_rng: torch.Generator,
+    sample_rng: torch.Generator,
+    state: dict[str, Any],
+    identity: dict[str, Any],
+) -> None:
+    payload = {
+        "identity": identity,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "shuffle_rng": shuffle_rng.get_state(),
+        "sample_rng": sample_rng.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "state": state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    shuffle_rng: torch.Generator,
+    sample_rng: torch.Generator,
+    expected: dict[str, Any],
+) -> dict[str, Any]:
+    """Restore everything in place and return the saved training state."""
+    payload = read_torch_file(path)
+    if not isinstance(payload, dict) or "identity" not in payload:
+        raise InputFileError(path, "is not a zoomin training checkpoint; delete it to start over")
+    if payload["identity"] != expected:
+        raise InputFileError(
+            path,
+            f"belongs to another run ({payload['identity']}, expected {expected}); delete it to start over",
+        )
+    try:
+        model.load_state_dict(payload["model"])
+    except RuntimeError as error:
+        raise InputFileError(path, f"does not match the model architecture: {error}") from error
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    shuffle_rng.set_state(payload["shuffle_rng"])
+    sample_rng.set_state(payload["sample_rng"])
+    torch.set_rng_state(payload["torch_rng"])
+    return payload["state"]
+
+
+def read_torch_file(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` and a clear error for non-checkpoint files."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise InputFileError(path, "does not exist") from error
+    except Exception as error:  # pickle, zip and unpickler errors all mean the same to a user
+        raise InputFileError(path, f"is not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+
+
+def load_trained_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild a trained model from ``model.pt`` (state dict + metadata)."""
+    from zoomin.models import build_model
+
+    payload = read_torch_file(path)
+    if not isinstance(payload, dict) or "state_dict" not in payload or "metadata" not in payload:
+        raise InputFileError(path, "is not a zoomin model file (no state_dict/metadata)")
+    meta = payload["metadata"]
+    model = build_model(meta["model_type"], len(meta["classes"]), **meta["model_params"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise InputFileError(path, f"does not match the {meta['model_type']} architecture: {error}") from error
+    return model.to(device).eval(), meta

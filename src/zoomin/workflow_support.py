@@ -1,0 +1,30 @@
+"""Glue for the workflow's ``script:`` adapters: logging into the rule's log file, clear failures."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from zoomin.errors import UserError
+
+
+def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
+    """Log to ``snakemake.log[0]`` (and stderr), run ``body``; a UserError exits 1 with one clear line."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    logging.getLogger("zoomin").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    try:
+        body()
+    except UserError as error:
+        logging.getLogger("zoomin").error("%s", error)
+        print(f"zoomin: error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,23 @@
+# Construct each dataset in the common on-disk format (docs/formats.md section 1).
+
+
+def construct_inputs(wildcards):
+    source = config["datasets"][wildcards.dataset]["source"]
+    if source in ("synthetic", "image_folder", "slide_folder"):
+        return []
+    return [f"resources/{wildcards.dataset}/raw/.complete"]
+
+
+rule construct_dataset:
+    input:
+        raw=construct_inputs,
+    output:
+        constructed=directory("resources/{dataset}/constructed"),
+    params:
+        source=lambda wc: config["datasets"][wc.dataset]["source"],
+        construct=lambda wc: config["datasets"][wc.dataset].get("construct", {}),
+        raw_dir=lambda wc: f"resources/{wc.dataset}/raw",
+    log:
+        "logs/{dataset}/construct.log",
+    script:
+        "../scripts/construct_dataset.py"

@@ -1,0 +1,15 @@
+"""Snakemake adapter: construct a dataset (synthetic or real) in the common on-disk format."""
+from zoomin.data.construct import construct
+from zoomin.workflow_support import run_script
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+run_script(
+    sm,
+    lambda: construct(
+        source=sm.params.source,
+        raw_dir=sm.params.raw_dir,
+        out_dir=sm.output.constructed,
+        name=sm.wildcards.dataset,
+        params=dict(sm.params.construct),
+    ),
+)
