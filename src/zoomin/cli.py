@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "zoomin.commands.construct",
     "zoomin.commands.download",
     "zoomin.commands.build_views",
+    "zoomin.commands.slide_cache",
     "zoomin.commands.train",
     "zoomin.commands.evaluate",
     "zoomin.commands.report",

@@ -129,11 +129,13 @@ def model_params(config: dict[str, Any], dataset: str, method: str) -> dict[str,
     return params
 
 
-def training(config: dict[str, Any], dataset: str) -> dict[str, Any]:
-    """Training hyper-parameters with defaults filled in."""
+def training(config: dict[str, Any], dataset: str, method: str | None = None) -> dict[str, Any]:
+    """Training hyper-parameters: defaults < ``training_defaults`` < dataset < method overrides."""
     merged = dict(DEFAULT_TRAINING)
     merged.update(config.get("training_defaults", {}) or {})
     merged.update(config["datasets"][dataset].get("training", {}) or {})
+    if method is not None:
+        merged.update(config["methods"][method].get("training", {}) or {})
     return merged
 
 

@@ -62,7 +62,7 @@ def evaluate(
         "device_name": torch.cuda.get_device_name(torch_device) if torch_device.type == "cuda" else platform.processor() or "cpu",
         "model_type": meta["model_type"],
         "best_epoch": meta.get("best_epoch"),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     with atomic_path(out_metrics) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2))

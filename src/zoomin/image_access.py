@@ -78,7 +78,7 @@ def resize_uint8(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     if pixels.shape[0] == height and pixels.shape[1] == width:
         return pixels
     image = Image.fromarray(pixels)
-    return np.asarray(image.resize((width, height), Image.Resampling.BOX))
+    return np.array(image.resize((width, height), Image.Resampling.BOX))
 
 
 def crop_padded(pixels: np.ndarray, top: int, left: int, height: int, width: int) -> np.ndarray:

@@ -53,7 +53,7 @@ def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: s
     picture = image.view(scale).permute(1, 2, 0).numpy()
     extent = (0, width, height, 0)
     centres = np.asarray(details.get("centres", np.zeros((0, 2))), dtype=float).reshape(-1, 2)
-    size = details.get("subtile_size", details.get("patch_size", 0))
+    size = int(details.get("subtile_size", details.get("patch_size", 0)))
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     axes[0].imshow(picture, extent=extent)
@@ -74,9 +74,7 @@ def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: s
     axes[1].set_title(titles[0])
     if second is not None:
         axes[2].imshow(picture, extent=extent, alpha=0.5)
-        tile = details["tile_size"]
-        axes[2].imshow(second, extent=(0, second.shape[1] * tile / _cells(second, first), second.shape[0] * tile / _cells(second, first), 0),
-                       cmap="viridis", alpha=0.7)
+        axes[2].imshow(second, extent=_grid_extent(first.shape, details, height, width), cmap="viridis", alpha=0.7)
         axes[2].set_xlim(0, width)
         axes[2].set_ylim(height, 0)
         axes[2].set_title(titles[1])
@@ -92,15 +90,12 @@ def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: s
     _save(fig, out_png)
 
 
-def _grid_extent(shape, details, height, width):
+def _grid_extent(shape: tuple[int, ...], details: dict[str, Any], height: int, width: int) -> tuple[float, ...]:
+    """Full-resolution extent of a map over the tile grid (Zoom-In) or the whole image (ATS)."""
     if "tile_size" in details:
-        tile = details["tile_size"]
-        return (0, shape[1] * tile, shape[0] * tile, 0)
-    return (0, width, height, 0)
-
-
-def _cells(canvas: np.ndarray, grid_shape) -> float:
-    return canvas.shape[0] / grid_shape[0]
+        tile = float(details["tile_size"])
+        return (0.0, shape[1] * tile, shape[0] * tile, 0.0)
+    return (0.0, float(width), float(height), 0.0)
 
 
 def _stage2_canvas(details: dict[str, Any], grid: tuple[int, int]) -> np.ndarray:

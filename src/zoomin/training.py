@@ -157,7 +157,7 @@ def train(job: TrainingJob) -> dict[str, Any]:
         "run": job.run,
         "best_epoch": state.get("best_epoch", state["epoch"]),
         "device": str(device),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     with atomic_path(job.out_model) as tmp:
         torch.save({"state_dict": state["best_state"], "metadata": metadata}, tmp)

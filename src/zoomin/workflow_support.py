@@ -28,3 +28,6 @@ def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
         logging.getLogger("zoomin").error("%s", error)
         print(f"zoomin: error: {error}", file=sys.stderr)
         sys.exit(1)
+    except Exception:
+        logging.getLogger("zoomin").exception("failed")
+        raise

@@ -66,3 +66,11 @@ def curve_figures():
 
 def train_resources(key, default):
     return config.get("resources", {}).get("train", {}).get(key, default)
+
+
+def construct_inputs(wildcards):
+    """The download marker for real sources; nothing for generated or user-provided data."""
+    source = config["datasets"][wildcards.dataset]["source"]
+    if source in ("synthetic", "image_folder", "slide_folder"):
+        return []
+    return [f"resources/{wildcards.dataset}/raw/.complete"]

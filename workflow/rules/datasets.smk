@@ -1,13 +1,6 @@
 # Construct each dataset in the common on-disk format (docs/formats.md section 1).
 
 
-def construct_inputs(wildcards):
-    source = config["datasets"][wildcards.dataset]["source"]
-    if source in ("synthetic", "image_folder", "slide_folder"):
-        return []
-    return [f"resources/{wildcards.dataset}/raw/.complete"]
-
-
 rule construct_dataset:
     input:
         raw=construct_inputs,
@@ -19,5 +12,7 @@ rule construct_dataset:
         raw_dir=lambda wc: f"resources/{wc.dataset}/raw",
     log:
         "logs/{dataset}/construct.log",
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/construct_dataset.py"

@@ -11,7 +11,7 @@ rule evaluate:
         dataset_config=dataset_config,
         model_type=lambda wc: config["methods"][wc.method]["model"],
         model_params=lambda wc: zconfig.model_params(config, wc.dataset, wc.method),
-        training=lambda wc: zconfig.training(config, wc.dataset),
+        training=lambda wc: zconfig.training(config, wc.dataset, wc.method),
         seed=lambda wc: zconfig.run_seed(config, wc.run),
         device=config.get("device", "auto"),
         measure=config.get("measure", {"repeats": 5, "warmup": 2}),
@@ -23,5 +23,7 @@ rule evaluate:
     resources:
         gpu=train_resources("gpu", 0),
         mem_mb=train_resources("mem_mb", 4000),
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/evaluate.py"

@@ -23,6 +23,8 @@ rule table:
         table="table1|table2",
     log:
         "logs/{table}.log",
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/make_table.py"
 
@@ -40,6 +42,8 @@ rule plot_curves:
         ),
     log:
         "logs/{dataset}/{method}/{run}/plot_curves.log",
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/plot_curves.py"
 
@@ -63,5 +67,7 @@ rule plot_attention:
         run=lambda wc: runs(wc.dataset)[0],
     log:
         "logs/{dataset}/plot_attention.log",
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/plot_attention.py"

@@ -12,7 +12,7 @@ rule train:
         dataset_config=dataset_config,
         model_type=lambda wc: config["methods"][wc.method]["model"],
         model_params=lambda wc: zconfig.model_params(config, wc.dataset, wc.method),
-        training=lambda wc: zconfig.training(config, wc.dataset),
+        training=lambda wc: zconfig.training(config, wc.dataset, wc.method),
         seed=lambda wc: zconfig.run_seed(config, wc.run),
         device=config.get("device", "auto"),
         mixed_precision=config.get("mixed_precision", False),
@@ -27,5 +27,7 @@ rule train:
         gpu=train_resources("gpu", 0),
         mem_mb=train_resources("mem_mb", 4000),
         runtime=lambda wc, attempt: train_resources("runtime", 60) * attempt,
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/train.py"

@@ -12,5 +12,7 @@ rule build_views:
         "logs/{dataset}/build_views.log",
     benchmark:
         "benchmarks/{dataset}/build_views.tsv"
+    conda:
+        "../../envs/zoomin.yaml"
     script:
         "../scripts/build_views.py"

@@ -1,5 +1,5 @@
 """Snakemake adapter: construct a dataset (synthetic or real) in the common on-disk format."""
-from zoomin.data.construct import construct
+from zoomin.commands.construct import construct
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

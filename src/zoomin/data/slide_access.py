@@ -1,0 +1,180 @@
+"""Slide-backed :class:`~zoomin.image_access.ImageAccess`: OpenSlide pyramid + per-slide HDF5 cache.
+
+A whole-slide image is never read whole at full resolution:
+
+* ``view(scale)`` comes from the slide cache (:mod:`zoomin.data.slide_cache`) when it holds that
+  scale; otherwise it is rendered block by block from the best pyramid level (the coarsest level
+  whose downsample is <= 1/scale), refusing to decode a level larger than ``max_read_pixels``.
+* ``region_view(top, left, size, scale)`` reads only that region, at the best level for ``scale``,
+  and resizes it (box filter) to ``round(size * scale)`` pixels.
+* ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre.
+* ``tile_mask(tile_size)`` says which tiles of the model's tile grid contain tissue (from the
+  cache's tissue mask), so a model may give background tiles zero attention without reading them.
+
+Regions outside the slide are zero (black), as :class:`~zoomin.image_access.InMemoryImage` pads.
+``read_stats`` counts the pixels decoded per pyramid level, which the tests and the benchmark use
+to check that one inference touches a tiny fraction of level 0. Objects pickle without their open
+handles (they reopen lazily), so they can be sent to DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from zoomin.data.slide_reader import (  # noqa: F401  (re-exported: the slide API lives here)
+    BLOCK,
+    DEFAULT_MAX_READ_PIXELS,
+    SlideReader,
+    best_level,
+    open_slide,
+    scale_key,
+)
+from zoomin.errors import InputFileError
+from zoomin.image_access import patch_corner, scaled_length, to_chw_float
+
+log = logging.getLogger(__name__)
+
+
+class SlideImage:
+    """A whole-slide image seen through :class:`~zoomin.image_access.ImageAccess`.
+
+    ``cache_path`` is the slide's HDF5 cache (may be ``None``: views are then rendered from the
+    pyramid and the tissue mask computed on demand). ``max_read_pixels`` bounds how much of one
+    pyramid level a single read may decode.
+    """
+
+    def __init__(
+        self,
+        slide_path: str | Path,
+        cache_path: str | Path | None = None,
+        max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
+    ):
+        self.slide_path = Path(slide_path)
+        self.cache_path = Path(cache_path) if cache_path is not None else None
+        self.reader = SlideReader(self.slide_path, max_read_pixels)
+        self._cache: h5py.File | None = None
+        self._views: dict[float, np.ndarray] = {}
+        self._size: tuple[int, int] | None = None
+        if self.cache_path is not None and not self.cache_path.is_file():
+            raise InputFileError(self.cache_path, "slide cache not found (run `zoomin slide-cache`)")
+
+    # -- handles -------------------------------------------------------------------------------
+    def _h5(self) -> h5py.File | None:
+        if self.cache_path is None:
+            return None
+        if self._cache is None:
+            try:
+                self._cache = h5py.File(self.cache_path, "r")
+            except OSError as error:
+                raise InputFileError(self.cache_path, f"cannot read slide cache: {error}") from None
+        return self._cache
+
+    def close(self) -> None:
+        """Close the OpenSlide handle and the HDF5 cache (they reopen if used again)."""
+        self.reader.close()
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def __enter__(self) -> SlideImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None
+        return state
+
+    @property
+    def read_stats(self) -> Counter[int]:
+        """Pixels decoded so far, per pyramid level (level 0 = full resolution)."""
+        return self.reader.read_stats
+
+    # -- ImageAccess ---------------------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        if self._size is None:
+            cache = self._h5()
+            if cache is not None and "height" in cache.attrs:
+                self._size = int(cache.attrs["height"]), int(cache.attrs["width"])
+            else:
+                self._size = self.reader.size
+        return self._size
+
+    @property
+    def channels(self) -> int:
+        return 3
+
+    def view_array(self, scale: float) -> np.ndarray:
+        """The ``view(scale)`` pixels as HxWx3 uint8 (cache first, else rendered and kept)."""
+        key = float(scale)
+        cache = self._h5()
+        if cache is not None and scale_key(key) in cache:
+            return np.asarray(cache[scale_key(key)][...])
+        if key not in self._views:
+            log.debug("%s: view at scale %g not cached; rendering from the pyramid", self.slide_path, key)
+            self._views[key] = self.reader.render_view(key)
+        return self._views[key]
+
+    def view(self, scale: float) -> torch.Tensor:
+        return to_chw_float(self.view_array(scale))
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        side = scaled_length(size, scale)
+        pixels = self.reader.render(top, left, size, size, side, side)
+        return to_chw_float(pixels)
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        rows = torch.as_tensor(centres).reshape(-1, 2).tolist()
+        stack = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+        for index, (cy, cx) in enumerate(rows):
+            stack[index] = self.reader.read(0, patch_corner(cy, size), patch_corner(cx, size), size, size)
+        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+
+    # -- tissue --------------------------------------------------------------------------------
+    def tissue_mask(self) -> np.ndarray:
+        """Boolean tissue mask over the whole slide (from the cache, else computed at ~1/32)."""
+        cache = self._h5()
+        if cache is not None and "tissue_mask" in cache:
+            return np.asarray(cache["tissue_mask"][...], dtype=bool)
+        from zoomin.data.tissue import tissue_mask
+
+        height, width = self.size
+        scale = min(1.0 / 32.0, 2048.0 / max(height, width))
+        return tissue_mask(self.view_array(scale))[0]
+
+    def tile_mask(self, tile_size: int, min_fraction: float = 0.0) -> torch.Tensor:
+        """Bool ``(rows, cols)``: which ``tile_size`` tiles of the grid from (0, 0) contain tissue.
+
+        ``rows = ceil(height / tile_size)``, ``cols = ceil(width / tile_size)`` -- the same grid the
+        Zoom-In model cuts (zero-padded border tiles included). A tile counts as tissue when more
+        than ``min_fraction`` of the tissue-mask pixels it touches are tissue. Uses the cache's
+        ``coords`` directly when they were computed for this ``tile_size`` and fraction.
+        """
+        from zoomin.data.tissue import tile_fractions
+
+        height, width = self.size
+        rows, cols = -(-height // tile_size), -(-width // tile_size)
+        cache = self._h5()
+        if cache is not None and "coords" in cache:
+            coords = cache["coords"]
+            if (
+                int(coords.attrs.get("tile_size", -1)) == tile_size
+                and float(coords.attrs.get("min_tissue_fraction", -1.0)) == float(min_fraction)
+            ):
+                mask = torch.zeros((rows, cols), dtype=torch.bool)
+                xy = np.asarray(coords[...], dtype=np.int64).reshape(-1, 2)
+                if len(xy):
+                    mask[torch.from_numpy(xy[:, 1] // tile_size), torch.from_numpy(xy[:, 0] // tile_size)] = True
+                return mask
+        fractions = tile_fractions(self.tissue_mask(), height, width, tile_size)
+        return torch.from_numpy(fractions > min_fraction)

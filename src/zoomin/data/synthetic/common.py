@@ -1,0 +1,208 @@
+"""What every synthetic stand-in shares: its description, parameter handling, planning and writing.
+
+A stand-in is a :class:`StandIn`: default parameters, the class list, and a ``render`` function that
+draws one image from its own generator. :func:`build` plans labels and splits from the seed, renders
+each image from a generator seeded by ``(seed, index)`` (so one image never depends on another),
+writes PNGs into a staged folder and finishes with :func:`zoomin.data.constructed.write_constructed`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from zoomin.data.constructed import (
+    ConstructedDataset,
+    ImageRecord,
+    read_constructed,
+    staged_folder,
+    write_constructed,
+)
+from zoomin.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_PLAN_STREAM = 0x91A7  # the generator that plans labels and splits
+_IMAGE_STREAM = 0x1A6E  # the generators that draw images
+
+
+@dataclass
+class Rendered:
+    """One drawn image: ``pixels`` HxWx3 uint8, optional ``mask`` HxW uint8 (non-zero = object of
+    interest), and ``objects``: full-resolution (y, x) centres of the objects that decide the class
+    (targets in positives, their look-alike decoys in negatives). ``objects`` is not written to disk;
+    tests use it to look at the right places."""
+
+    pixels: np.ndarray
+    mask: np.ndarray | None = None
+    objects: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+RenderFn = Callable[[np.random.Generator, str, str, dict[str, Any]], Rendered]
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A synthetic stand-in for one of the paper's datasets."""
+
+    kind: str
+    defaults: Mapping[str, Any]
+    classes: Callable[[dict[str, Any]], list[str]]
+    class_weights: Callable[[dict[str, Any]], list[float]]
+    split_fractions: Mapping[str, float]
+    render: RenderFn
+    check: Callable[[dict[str, Any]], None] = lambda params: None
+
+
+def resolve_params(stand_in: StandIn, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults overridden by ``params``; values given as strings (CLI) are cast to the default's type."""
+    resolved = dict(stand_in.defaults)
+    for key, value in params.items():
+        if key not in resolved:
+            raise ConfigError(
+                f"construct.{key}",
+                f"unknown parameter for synthetic '{stand_in.kind}' (known: {sorted(resolved)})",
+            )
+        resolved[key] = _cast(key, value, resolved[key])
+    if resolved["n_images"] < 2:
+        raise ConfigError("construct.n_images", f"need at least 2 images, got {resolved['n_images']}")
+    stand_in.check(resolved)
+    return resolved
+
+
+def _cast(key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    try:
+        if kind in (list, tuple):  # a size: [width, height], "640,480", "640x480" or one int
+            if isinstance(value, str):
+                value = [part for part in re.split(r"[,x ]+", value.strip("[]() ")) if part]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = [value] * len(default)
+            items = [_cast(key, item, default[0]) for item in value]
+            if len(items) != len(default):
+                raise ValueError(value)
+            return list(items)
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            number = float(value)
+            if not number.is_integer():
+                raise ValueError(value)
+            return int(number)
+        if kind is float:
+            return float(value)
+        return kind(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"construct.{key}", f"expected {kind.__name__}, got {value!r}") from error
+
+
+def class_counts(n: int, weights: Sequence[float]) -> list[int]:
+    """Split ``n`` by ``weights`` (largest remainder), giving every class at least one when n allows."""
+    weights = np.asarray(weights, dtype=float) / np.sum(weights)
+    k = len(weights)
+    floor = 1 if n >= k else 0
+    rest = n - floor * k
+    raw = weights * rest
+    counts = np.floor(raw).astype(int)
+    order = np.argsort(-(raw - counts), kind="stable")
+    counts[order[: rest - counts.sum()]] += 1
+    return [int(c) + floor for c in counts]
+
+
+def plan(
+    rng: np.random.Generator,
+    n: int,
+    classes: Sequence[str],
+    weights: Sequence[float],
+    split_fractions: Mapping[str, float],
+) -> list[tuple[str, str]]:
+    """(label, split) per image: class counts by ``weights``, shuffled, splits stratified by class."""
+    labels = np.repeat(np.array(classes, dtype=object), class_counts(n, weights))
+    labels = labels[rng.permutation(n)]
+    splits = np.empty(n, dtype=object)
+    names = list(split_fractions)
+    for label in classes:
+        members = rng.permutation(np.flatnonzero(labels == label))
+        counts = class_counts(len(members), [split_fractions[name] for name in names])
+        start = 0
+        for name, count in zip(names, counts):
+            splits[members[start : start + count]] = name
+            start += count
+    return [(str(label), str(split)) for label, split in zip(labels, splits)]
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """The generator that draws image ``index`` of a stand-in built from ``seed``."""
+    return np.random.default_rng([_IMAGE_STREAM, seed, index])
+
+
+def plan_rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng([_PLAN_STREAM, seed])
+
+
+def save_png(path: Path, pixels: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
+
+
+def build(
+    stand_in: StandIn,
+    out_dir: str | Path,
+    seed: int,
+    params: Mapping[str, Any],
+    name: str | None = None,
+    progress: bool = True,
+) -> ConstructedDataset:
+    """Generate the stand-in into ``out_dir`` (replaced atomically) and return the dataset.
+
+    ``name`` is the dataset name written to ``dataset.json`` (default: the stand-in's kind).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError("construct.seed", f"must be a non-negative integer, got {seed!r}")
+    seed = int(seed)
+    resolved = resolve_params(stand_in, params)
+    classes = stand_in.classes(resolved)
+    layout = plan(
+        plan_rng(seed),
+        resolved["n_images"],
+        classes,
+        stand_in.class_weights(resolved),
+        stand_in.split_fractions,
+    )
+    out_dir = Path(out_dir)
+    log.info("synthetic %s: %d images into %s (seed %d)", stand_in.kind, len(layout), out_dir, seed)
+    with staged_folder(out_dir) as staging:
+        records = []
+        for index, (label, split) in enumerate(
+            tqdm(layout, desc=f"synthetic {stand_in.kind}", unit="img", disable=not progress)
+        ):
+            image_id = f"{stand_in.kind}_{index:05d}"
+            drawn = stand_in.render(image_rng(seed, index), label, split, resolved)
+            save_png(staging / "images" / f"{image_id}.png", drawn.pixels)
+            mask = None
+            if drawn.mask is not None:
+                mask = f"masks/{image_id}.png"
+                save_png(staging / mask, drawn.mask)
+            records.append(ImageRecord(image_id, f"images/{image_id}.png", label, split, mask))
+        write_constructed(
+            staging,
+            name or stand_in.kind,
+            "image",
+            classes,
+            records,
+            source=f"synthetic:{stand_in.kind}",
+            seed=seed,
+        )
+    return read_constructed(out_dir)  # the folder has moved: read it from its final place

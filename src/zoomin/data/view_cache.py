@@ -1,0 +1,336 @@
+"""The HDF5 view cache (docs/formats.md section 2): build it from a constructed folder, read it back.
+
+:func:`build_view_cache` downscales every image of a constructed ``kind: image`` dataset to each
+requested scale (Pillow box filter, exactly as :class:`zoomin.image_access.InMemoryImage` does) and
+writes ``views.h5`` through a temporary file that is renamed only when complete.
+
+:class:`ViewCache` reads it: the index (ids, labels, splits, sizes), and for each image a
+:class:`CachedImage` -- an :class:`~zoomin.image_access.ImageAccess` whose views come from the cache
+and whose full-resolution regions and patches come from the image file, decoded with Pillow (gray,
+palette and RGBA converted to RGB) only when first needed. The HDF5 file is opened lazily and
+reopened in a forked worker process, so a ``ViewCache`` may be handed to DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from zoomin.atomic import atomic_path
+from zoomin.data.constructed import ConstructedDataset, read_constructed
+from zoomin.errors import ConfigError, InputFileError
+from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scaled_length, to_chw_float
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_STRING = h5py.string_dtype(encoding="utf-8")
+
+
+def scale_key(scale: float) -> str:
+    """Dataset name of a view at ``scale``: ``s0.1``, ``s0.25``, ``s1``."""
+    return f"s{float(scale):g}"
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file to HxWx3 uint8 (gray, palette, RGBA and 16-bit converted to RGB)."""
+    try:
+        with Image.open(path) as image:
+            if image.mode == "RGB":
+                return np.asarray(image).copy()
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                array = np.asarray(image, dtype=np.float64)
+                peak = max(float(array.max()), 1.0)
+                return as_hwc_uint8((array * (255.0 / (65535.0 if peak > 255 else 255.0))).round())
+            return np.asarray(image.convert("RGB")).copy()
+    except FileNotFoundError as error:
+        raise InputFileError(path, "image file is missing") from error
+    except (OSError, Image.DecompressionBombError) as error:
+        raise InputFileError(path, f"cannot decode the image ({error})") from error
+
+
+def load_mask(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """Decode a mask to a HxW bool array (non-zero = object); it must have the image's ``size``."""
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image)
+    except FileNotFoundError as error:
+        raise InputFileError(path, "mask file is missing") from error
+    except OSError as error:
+        raise InputFileError(path, f"cannot decode the mask ({error})") from error
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    if mask.shape != size:
+        raise InputFileError(path, f"mask is {mask.shape[1]}x{mask.shape[0]} but its image is {size[1]}x{size[0]}")
+    return mask != 0
+
+
+def _check_scales(scales: list[float]) -> list[float]:
+    if not scales:
+        raise ConfigError("scales", "at least one scale is needed")
+    checked = []
+    for scale in scales:
+        if not 0.0 < float(scale) <= 1.0:
+            raise ConfigError("scales", f"scales must be in (0, 1], got {scale}")
+        if scale_key(scale) not in {scale_key(s) for s in checked}:
+            checked.append(float(scale))
+    return checked
+
+
+def build_view_cache(
+    constructed_dir: str | Path, scales: list[float], out_path: str | Path, progress: bool = True
+) -> Path:
+    """Write the view cache of a constructed ``kind: image`` dataset to ``out_path`` (atomically)."""
+    dataset = read_constructed(constructed_dir)
+    scales = _check_scales(list(scales))
+    if dataset.kind != "image":
+        raise InputFileError(
+            dataset.root / "dataset.json",
+            f"kind {dataset.kind!r}: views of slides come from the per-slide caches "
+            "(zoomin.data.slide_cache), not from build_view_cache",
+        )
+    out_path = Path(out_path)
+    log.info("building %s: %d images at scales %s", out_path, len(dataset), scales)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            _write_attrs(h5, dataset, scales)
+            heights, widths = _write_views(h5, dataset, scales, progress)
+            _write_index(h5, dataset, heights, widths)
+    return out_path
+
+
+def _write_attrs(h5: h5py.File, dataset: ConstructedDataset, scales: list[float]) -> None:
+    h5.attrs["format_version"] = FORMAT_VERSION
+    h5.attrs["dataset"] = dataset.name
+    h5.attrs["kind"] = dataset.kind
+    h5.attrs["classes"] = json.dumps(list(dataset.classes))
+    h5.attrs["scales"] = json.dumps(scales)
+    h5.attrs["constructed"] = str(dataset.root.resolve())
+
+
+def _write_views(
+    h5: h5py.File, dataset: ConstructedDataset, scales: list[float], progress: bool
+) -> tuple[list[int], list[int]]:
+    heights, widths = [], []
+    views, masks = h5.create_group("views"), None
+    for record in tqdm(dataset.records, desc=f"views {dataset.name}", unit="img", disable=not progress):
+        pixels = load_rgb(dataset.image_path(record))
+        height, width = pixels.shape[:2]
+        heights.append(height)
+        widths.append(width)
+        group = views.create_group(record.image_id)
+        for scale in scales:
+            view = resize_uint8(pixels, scaled_length(height, scale), scaled_length(width, scale))
+            _store(group, scale_key(scale), view)
+        mask_path = dataset.mask_path(record)
+        if mask_path is not None:
+            masks = masks if masks is not None else h5.create_group("masks")
+            mask = load_mask(mask_path, (height, width)).astype(np.uint8) * 255
+            group = masks.create_group(record.image_id)
+            for scale in scales:
+                _store(group, scale_key(scale), resize_uint8(mask, scaled_length(height, scale), scaled_length(width, scale)))
+    return heights, widths
+
+
+def _store(group: h5py.Group, name: str, array: np.ndarray) -> None:
+    chunks = (min(array.shape[0], 256), min(array.shape[1], 256)) + array.shape[2:]
+    group.create_dataset(name, data=array, chunks=chunks, compression="gzip", compression_opts=4)
+
+
+def _write_index(h5: h5py.File, dataset: ConstructedDataset, heights: list[int], widths: list[int]) -> None:
+    index = h5.create_group("index")
+    records = dataset.records
+    index.create_dataset("image_id", data=[r.image_id for r in records], dtype=_STRING)
+    index.create_dataset("label", data=np.array([dataset.label_index(r) for r in records], dtype=np.int64))
+    index.create_dataset("split", data=[r.split for r in records], dtype=_STRING)
+    index.create_dataset("path", data=[r.path for r in records], dtype=_STRING)
+    index.create_dataset("height", data=np.array(heights, dtype=np.int64))
+    index.create_dataset("width", data=np.array(widths, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class CacheIndex:
+    """The ``/index`` group: one entry per image, in ``labels.csv`` order."""
+
+    image_ids: tuple[str, ...]
+    labels: np.ndarray  # int64, index into classes
+    splits: tuple[str, ...]
+    paths: tuple[str, ...]
+    heights: np.ndarray
+    widths: np.ndarray
+
+
+class ViewCache:
+    """Read access to a ``views.h5`` file.
+
+    ``constructed_dir`` overrides the folder recorded in the file (where the full-resolution images
+    are read from), e.g. when results were moved to another machine.
+    """
+
+    def __init__(self, path: str | Path, constructed_dir: str | Path | None = None):
+        self.path = Path(path)
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+        h5 = self._file()
+        attrs = h5.attrs
+        try:
+            self.dataset: str = str(attrs["dataset"])
+            self.kind: str = str(attrs["kind"])
+            self.classes: tuple[str, ...] = tuple(json.loads(attrs["classes"]))
+            self.scales: tuple[float, ...] = tuple(float(s) for s in json.loads(attrs["scales"]))
+            recorded = Path(str(attrs["constructed"]))
+            index = h5["index"]
+            self.index = CacheIndex(
+                image_ids=tuple(index["image_id"].asstr()[()]),
+                labels=index["label"][()].astype(np.int64),
+                splits=tuple(index["split"].asstr()[()]),
+                paths=tuple(index["path"].asstr()[()]),
+                heights=index["height"][()].astype(np.int64),
+                widths=index["width"][()].astype(np.int64),
+            )
+        except (KeyError, ValueError, TypeError) as error:
+            raise InputFileError(self.path, f"incomplete or corrupt view cache ({error}); delete it and rebuild") from error
+        self.constructed = Path(constructed_dir) if constructed_dir is not None else recorded
+        self._position = {image_id: i for i, image_id in enumerate(self.index.image_ids)}
+
+    @property
+    def constructed_dir(self) -> Path:
+        """The constructed folder whose images back regions and patches."""
+        return self.constructed
+
+    def _file(self) -> h5py.File:
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5 = self._open()
+            self._pid = os.getpid()
+        return self._h5
+
+    def _open(self) -> h5py.File:
+        if not self.path.is_file():
+            raise InputFileError(self.path, "view cache is missing; build it with `zoomin build-views`")
+        try:
+            h5 = h5py.File(self.path, "r")
+        except OSError as error:
+            raise InputFileError(self.path, f"not a readable HDF5 file ({error}); delete it and rebuild") from error
+        version = h5.attrs.get("format_version")
+        if version is None or int(version) != FORMAT_VERSION:
+            h5.close()
+            raise InputFileError(
+                self.path,
+                f"view cache format_version {None if version is None else int(version)} but this zoomin "
+                f"reads version {FORMAT_VERSION}; delete the file and rebuild it with `zoomin build-views`",
+            )
+        return h5
+
+    def close(self) -> None:
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+
+    def __enter__(self) -> ViewCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_h5"], state["_pid"] = None, None  # h5py handles do not pickle: reopen on use
+        return state
+
+    def __len__(self) -> int:
+        return len(self.index.image_ids)
+
+    @property
+    def has_masks(self) -> bool:
+        return "masks" in self._file()
+
+    def position(self, image_id: str) -> int:
+        try:
+            return self._position[image_id]
+        except KeyError:
+            raise KeyError(f"{image_id!r} is not in {self.path}") from None
+
+    def label(self, image_id: str) -> int:
+        return int(self.index.labels[self.position(image_id)])
+
+    def view_array(self, image_id: str, scale: float) -> np.ndarray:
+        """The cached uint8 HxWx3 view (KeyError if that scale was not cached)."""
+        self.position(image_id)
+        return self._file()[f"views/{image_id}/{scale_key(scale)}"][()]
+
+    def mask_view(self, image_id: str, scale: float) -> np.ndarray | None:
+        """uint8 HxW mask view (fraction of object pixels x 255), or None if the image has no mask."""
+        self.position(image_id)
+        name = f"masks/{image_id}/{scale_key(scale)}"
+        h5 = self._file()
+        return h5[name][()] if name in h5 else None
+
+    def image(self, image_id: str) -> CachedImage:
+        """The :class:`CachedImage` of ``image_id``."""
+        i = self.position(image_id)
+        return CachedImage(
+            self,
+            image_id,
+            self.constructed / self.index.paths[i],
+            (int(self.index.heights[i]), int(self.index.widths[i])),
+        )
+
+
+class CachedImage:
+    """An :class:`~zoomin.image_access.ImageAccess` backed by a :class:`ViewCache` and an image file.
+
+    Views at cached scales are read from the HDF5 file; other scales, regions and patches decode the
+    full-resolution image (once, on first use) and behave exactly like ``InMemoryImage``.
+    """
+
+    def __init__(self, cache: ViewCache, image_id: str, path: Path, size: tuple[int, int]):
+        self._cache = cache
+        self.image_id = image_id
+        self.path = path
+        self._size = size
+        self._full: InMemoryImage | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
+
+    @property
+    def channels(self) -> int:
+        return 3
+
+    def _decoded(self) -> InMemoryImage:
+        if self._full is None:
+            pixels = load_rgb(self.path)
+            if pixels.shape[:2] != self._size:
+                raise InputFileError(
+                    self.path,
+                    f"image is {pixels.shape[1]}x{pixels.shape[0]} but the view cache "
+                    f"{self._cache.path} recorded {self._size[1]}x{self._size[0]}; rebuild the cache",
+                )
+            self._full = InMemoryImage(pixels)
+        return self._full
+
+    def view(self, scale: float) -> torch.Tensor:
+        if scale_key(scale) in {scale_key(s) for s in self._cache.scales}:
+            return to_chw_float(self._cache.view_array(self.image_id, scale))
+        log.debug("scale %s of %s not cached: computing it from the image", scale, self.image_id)
+        return self._decoded().view(scale)
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return self._decoded().region_view(top, left, size, scale)
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        return self._decoded().patches(centres, size)
+
+    def mask_view(self, scale: float) -> np.ndarray | None:
+        return self._cache.mask_view(self.image_id, scale)

@@ -1,0 +1,178 @@
+"""Training losses: ``L = CE + L_con - lambda * entropy (+ mask MSE)`` (DESIGN.md section 1).
+
+* :func:`cross_entropy` -- (class-weighted) cross-entropy of the image-level prediction.
+* :func:`entropy_regulariser` -- ``-lambda * mean(entropy)``: rewards spread-out attention.
+* :func:`contrastive_loss` -- in-sample contrastive loss: images of a positive class, represented
+  by their LOW-attention sub-tiles (``model.contrastive_logits``), are pushed to the reference class.
+* :func:`mask_mse` / :func:`attention_mask_loss` -- MSE between attention maps and pixel
+  annotations area-averaged onto the attention grid.
+* :func:`total_loss` -- all of the above from one :class:`LossConfig`, returned as :class:`LossParts`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from zoomin.image_access import ImageAccess
+
+
+def cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy; with ``class_weights`` the weighted mean ``sum w_y nll / sum w_y``."""
+    weight = None if class_weights is None else class_weights.to(logits)
+    return F.cross_entropy(logits, targets.to(logits.device), weight=weight)
+
+
+def entropy_regulariser(entropy: torch.Tensor, weight: float) -> torch.Tensor:
+    """``-weight * mean(entropy)``: adding it to the loss rewards higher attention entropy."""
+    return -weight * entropy.mean()
+
+
+def contrastive_loss(
+    model: torch.nn.Module,
+    images: Sequence[ImageAccess],
+    labels: torch.Tensor,
+    positive_classes: Sequence[int],
+    reference_class: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """CE of ``model.contrastive_logits`` for the images whose label is in ``positive_classes``,
+    against ``reference_class``. Zero when no image of the batch is positive or the model has no
+    contrastive branch (CNNs)."""
+    positive = [i for i, label in enumerate(labels.tolist()) if label in set(positive_classes)]
+    zero = torch.zeros((), device=labels.device)
+    if not positive:
+        return zero
+    logits = model.contrastive_logits([images[i] for i in positive], generator)
+    if logits is None:
+        return zero
+    targets = torch.full((len(positive),), reference_class, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, targets)
+
+
+def mask_target(mask: torch.Tensor, shape: Sequence[int], normalise: bool = True) -> torch.Tensor:
+    """``mask`` (``(h, w)``, values in [0, 1]) area-averaged to ``shape``; with ``normalise``,
+    divided by its sum so it is a distribution like the attention (uniform if the mask is empty)."""
+    target = F.adaptive_avg_pool2d(mask[None, None].float(), tuple(shape))[0, 0]
+    if normalise:
+        total = target.sum()
+        target = target / total if total > 0 else torch.full_like(target, 1.0 / target.numel())
+    return target
+
+
+def mask_mse(attention_map: torch.Tensor, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+    """MSE between an attention map and the mask area-averaged onto the same grid.
+
+    ``mask`` must cover the same region as ``attention_map`` (at any resolution). With
+    ``normalise`` the target is the mask as a distribution (see :func:`mask_target`)."""
+    target = mask_target(mask.to(attention_map.device), attention_map.shape, normalise)
+    return F.mse_loss(attention_map, target.to(attention_map.dtype))
+
+
+def attention_mask_loss(attention: dict, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+    """Mask MSE of one image's live attention (``ModelOutput.attention[i]``).
+
+    ``mask``: ``(h, w)`` in [0, 1] covering the whole image at any scale. Zoom-In: MSE of the tile
+    attention against the mask padded to the tile grid, plus the mean MSE of each computed
+    ``b_t`` against the mask of its tile. ATS: MSE of the attention over the view.
+    """
+    height, width = attention["image_size"]
+    mask_scale = mask.shape[0] / height
+    if "tile_attention" not in attention:
+        return mask_mse(attention["attention"], mask, normalise)
+    tile = attention["tile_size"] * mask_scale
+    rows, cols = attention["tile_attention"].shape
+    padded = _crop_padded(mask, 0, 0, math.ceil(rows * tile), math.ceil(cols * tile))
+    loss = mask_mse(attention["tile_attention"], padded, normalise)
+    stage2 = []
+    for index, b in attention["subtile_attention"].items():
+        row, col = divmod(index, cols)
+        side = max(1, math.ceil(tile))
+        region = _crop_padded(mask, round(row * tile), round(col * tile), side, side)
+        stage2.append(mask_mse(b, region, normalise))
+    if stage2:
+        loss = loss + torch.stack(stage2).mean()
+    return loss
+
+
+def _crop_padded(mask: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    out = mask.new_zeros((height, width))
+    y1, x1 = min(top + height, mask.shape[0]), min(left + width, mask.shape[1])
+    if y1 > top and x1 > left:
+        out[: y1 - top, : x1 - left] = mask[top:y1, left:x1]
+    return out
+
+
+@dataclass
+class LossConfig:
+    """How the training loss is put together."""
+
+    entropy_weight: float = 1e-5
+    contrastive: bool = False
+    positive_classes: tuple[int, ...] = (1,)
+    reference_class: int = 0
+    class_weights: torch.Tensor | None = None
+    mask_weight: float = 0.0
+
+
+@dataclass
+class LossParts:
+    """The total loss (for ``backward``) and its parts (for logging)."""
+
+    total: torch.Tensor
+    cross_entropy: torch.Tensor
+    contrastive: torch.Tensor
+    entropy: torch.Tensor
+    mask: torch.Tensor
+
+    def as_floats(self) -> dict[str, float]:
+        return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
+
+
+def total_loss(
+    output,
+    labels: torch.Tensor,
+    config: LossConfig,
+    model: torch.nn.Module | None = None,
+    images: Sequence[ImageAccess] | None = None,
+    generator: torch.Generator | None = None,
+    masks: Sequence[torch.Tensor | None] | None = None,
+) -> LossParts:
+    """``CE + L_con - lambda * entropy + mask_weight * mask MSE`` for one batch.
+
+    ``output``: the :class:`zoomin.models.ModelOutput` of ``model(images, generator)``.
+    ``model``, ``images`` and ``generator`` are needed only when ``config.contrastive`` is on;
+    ``masks`` (one per image, ``None`` where an image has none) only when ``config.mask_weight > 0``.
+    ``entropy`` in the result is the mean entropy (positive; it enters the total with ``-lambda``).
+    """
+    labels = labels.to(output.logits.device)
+    zero = output.logits.new_zeros(())
+    ce = cross_entropy(output.logits, labels, config.class_weights)
+    con = zero
+    if config.contrastive:
+        if model is None or images is None:
+            raise ValueError("the contrastive loss needs the model and the images")
+        con = contrastive_loss(
+            model, images, labels, config.positive_classes, config.reference_class, generator
+        )
+    mean_entropy = output.entropy.mean() if output.entropy.numel() else zero
+    mask = zero
+    if config.mask_weight > 0 and masks is not None and output.attention:
+        parts = [
+            attention_mask_loss(attention, m.to(output.logits.device))
+            for attention, m in zip(output.attention, masks)
+            if m is not None
+        ]
+        if parts:
+            mask = torch.stack(parts).mean()
+    regulariser = zero
+    if output.entropy.numel():
+        regulariser = entropy_regulariser(output.entropy, config.entropy_weight)
+    total = ce + con + regulariser + config.mask_weight * mask
+    return LossParts(total, ce, con, mean_entropy, mask)

@@ -1,0 +1,53 @@
+"""Wall-clock time of a call: warm-up runs, then the median of timed repeats.
+
+On CUDA the device is synchronised before starting and after finishing each timed run, so the time
+covers the kernels and not only their launch.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class TimingReport:
+    """All timed repeats in milliseconds, and their median."""
+
+    times_ms: tuple[float, ...]
+
+    @property
+    def median_ms(self) -> float:
+        return float(statistics.median(self.times_ms))
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(
+    fn: Callable[[], Any], device: torch.device | str, repeats: int = 5, warmup: int = 1
+) -> TimingReport:
+    """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup}")
+    device = torch.device(device)
+    for _ in range(warmup):
+        fn()
+    _synchronize(device)
+    times: list[float] = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append((time.perf_counter() - start) * 1000.0)
+    return TimingReport(tuple(times))

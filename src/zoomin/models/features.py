@@ -1,0 +1,84 @@
+"""Feature networks ``f`` that map a batch of P x P sub-tiles to feature vectors.
+
+* ``lenet`` -- LeNet-like (DESIGN.md section 5): conv5x5 3->36, ReLU, max-pool 2, conv5x5 36->48,
+  ReLU, max-pool 2, global average pool, L2-normalise -> 48-d. Convolutions are padded ("same")
+  and pooling rounds up, so sub-tiles as small as a few pixels still work.
+* ``resnet16`` -- the paper's ResNet16 (Appendix K, Table 6): conv3x3 3->32, four pre-activation
+  residual blocks of 32 channels (strides 1, 2, 2, 2; 1x1 projection shortcut where strided),
+  BatchNorm + ReLU, global average pool -> 32-d, not normalised (the table ends at the pool).
+  In training mode BatchNorm uses the statistics of the sampled sub-tiles of the batch, so ``f``
+  then depends on the batch; the unbiasedness of the estimators holds exactly in eval mode.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LeNetFeatures(nn.Module):
+    """LeNet-like feature net, output L2-normalised (``out_dim`` = 48)."""
+
+    out_dim = 48
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 36, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(36, 48, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+        )
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        pooled = self.body(patches).mean(dim=(2, 3))
+        return F.normalize(pooled, dim=1)
+
+
+class PreActBlock(nn.Module):
+    """Pre-activation residual block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 plus shortcut."""
+
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.shortcut = (
+            nn.Conv2d(channels, channels, 1, stride=stride, bias=False) if stride > 1 else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pre = F.relu(self.bn1(x))
+        out = self.conv1(pre)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + self.shortcut(pre if isinstance(self.shortcut, nn.Conv2d) else x)
+
+
+class ResNet16Features(nn.Module):
+    """ResNet16 feature net of the paper (``out_dim`` = 32)."""
+
+    out_dim = 32
+
+    def __init__(self, channels: int = 32) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, channels, 3, padding=1)
+        self.blocks = nn.Sequential(*(PreActBlock(channels, stride) for stride in (1, 2, 2, 2)))
+        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
+        self.out_dim = channels
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(patches))).mean(dim=(2, 3))
+
+
+FEATURE_NETS = {"lenet": LeNetFeatures, "resnet16": ResNet16Features}
+
+
+def build_feature_net(name: str) -> nn.Module:
+    """A fresh feature network by name (``lenet`` or ``resnet16``); it has an ``out_dim``."""
+    if name not in FEATURE_NETS:
+        raise ValueError(f"feature net must be one of {sorted(FEATURE_NETS)}, got {name!r}")
+    return FEATURE_NETS[name]()

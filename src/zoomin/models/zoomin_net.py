@@ -1,0 +1,279 @@
+"""The Zoom-In network: two-stage attention sampling (DESIGN.md section 1).
+
+Per image, and without ever materialising the full-resolution image:
+
+1. ``V1 = image.view(s1)``, zero-padded to the tile grid (``ceil(H/T) x ceil(W/T)`` tiles of
+   ``k = round(T * s1)`` view pixels); the attention net ``a`` runs once over it and its logit map
+   is average-pooled with kernel ``k`` to one logit per tile; softmax over tiles -> ``a``.
+2. ``N`` tiles are drawn with replacement from ``a`` -> counts ``k_t``.
+3. For the unique drawn tiles only, ``V2_t = image.region_view(tile, s2)``; the attention net ``b``
+   runs over all of them (whole batch, one call); softmax inside each tile -> ``b_t``.
+4. ``min(k_t, positions)`` distinct positions per tile by Gumbel-top-k on ``log b_t``; position
+   ``(y, x)`` of a ``h2 x w2`` view is the sub-tile centred on full-resolution
+   ``(row*T + (y + 0.5) * T/h2, col*T + (x + 0.5) * T/w2)``.
+5. ``f`` runs on all sub-tiles of the batch in one call; the estimators of :mod:`zoomin.estimators`
+   give ``E_t`` and ``Psi_hat`` (values and gradients unbiased); ``logits = g(Psi_hat)``.
+
+``sampling="topk"`` is the deterministic inference variant: the ``N`` draws are allocated to tiles
+by largest-remainder rounding of ``N * a`` (the expected counts, rounded; with flat attention this
+is simply the top-``N`` tiles), and each tile takes the top-``k_t`` positions of ``b_t``. The same
+estimator weights are used, so the representation is on the same scale as the sampled one.
+
+The contrastive branch (``contrastive_logits``) runs the same pipeline with ``a`` and ``b_t``
+replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
+
+The estimators are looked up on the :mod:`zoomin.estimators` module at call time, so tests can
+substitute a deliberately broken one and check that the unbiasedness test notices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zoomin import estimators, sampling as draws
+from zoomin.image_access import ImageAccess, scaled_length
+from zoomin.models.attention import AttentionNet
+from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.distributions import complement, entropy, largest_remainder_counts
+from zoomin.models.features import build_feature_net
+from zoomin.models.output import ModelOutput, Representation, check_sampling, detached
+
+
+class ZoomInNet(nn.Module):
+    """Two-stage attention-sampling classifier; see the module docstring.
+
+    ``feature_net`` overrides the named ``feature`` network (it must have an ``out_dim``).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        tile: int = 250,
+        subtile: int = 27,
+        s1: float = 0.1,
+        s2: float = 0.2,
+        n: int = 10,
+        feature: str = "lenet",
+        attention_activation: str = "tanh",
+        feature_net: nn.Module | None = None,
+    ):
+        super().__init__()
+        self.tile = int(tile)
+        self.subtile = int(subtile)
+        self.s1 = float(s1)
+        self.s2 = float(s2)
+        self.n = int(n)
+        self.pool = int(round(self.tile * self.s1))
+        if self.pool < 1:
+            raise ValueError(f"tile * s1 = {self.tile * self.s1} is less than one view pixel")
+        self.view2 = scaled_length(self.tile, self.s2)
+        self.tile_attention = AttentionNet(attention_activation)
+        self.subtile_attention = AttentionNet(attention_activation)
+        self.features = feature_net if feature_net is not None else build_feature_net(feature)
+        self.classifier = nn.Linear(self.features.out_dim, num_classes)
+
+    # ----------------------------------------------------------------- public API
+    def forward(
+        self,
+        images: Sequence[ImageAccess],
+        generator: torch.Generator | None = None,
+        sampling: str = "sample",
+    ) -> ModelOutput:
+        """Logits, entropy term and details for a batch. ``generator=None`` uses torch's default RNG."""
+        rep = self.represent(images, generator, sampling)
+        return ModelOutput(self.classifier(rep.features), rep.entropy, rep.details, rep.attention)
+
+    def contrastive_logits(
+        self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``g`` of the representation sampled from ``normalise(1 - a)`` and ``normalise(1 - b_t)``."""
+        return self.classifier(self.represent(images, generator, "sample", contrast=True).features)
+
+    def represent(
+        self,
+        images: Sequence[ImageAccess],
+        generator: torch.Generator | None = None,
+        sampling: str = "sample",
+        contrast: bool = False,
+    ) -> Representation:
+        """``Psi_hat`` for each image (``(B, D)``), the entropy term and the details."""
+        check_sampling(sampling)
+        tile_probs = [torch.softmax(logits.reshape(-1), dim=0) for logits in self.tile_logits(images)]
+        plans = [self._allocate(a, sampling, generator, contrast) for a in tile_probs]
+        pairs = [(i, t) for i, (_, counts) in enumerate(plans) for t in counts.nonzero()[:, 0].tolist()]
+        log_b = self.subtile_log_probs(images, [t for _, t in pairs], [i for i, _ in pairs])
+        b = log_b.exp()
+        chosen = complement(b) if contrast else b
+        positions = self._positions(chosen, pairs, plans, sampling, generator)
+
+        centres = [self._centres(images[i], t, positions[m]) for m, (i, t) in enumerate(pairs)]
+        feats = self._features_by_pair(images, pairs, centres)
+
+        by_image = [[m for m, (j, _) in enumerate(pairs) if j == i] for i in range(len(images))]
+        tile_estimates = [
+            {
+                pairs[m][1]: estimators.expectation_without_replacement(chosen[m], positions[m], feats[m])
+                for m in mine
+            }
+            for mine in by_image
+        ]
+        psi = torch.stack(
+            [
+                estimators.two_stage_expectation(q, counts, tile_estimates[i])
+                for i, (q, counts) in enumerate(plans)
+            ]
+        )
+        subtile_entropy = entropy(b)
+        entropies = torch.stack(
+            [entropy(a) + subtile_entropy[mine].mean() for a, mine in zip(tile_probs, by_image)]
+        )
+        details, attention = [], []
+        for image, a, (_, counts), mine in zip(images, tile_probs, plans, by_image):
+            rows, cols = self.grid(image)
+            live = {
+                "tile_attention": a.reshape(rows, cols),
+                "subtile_attention": {pairs[m][1]: b[m].reshape(self.view2, self.view2) for m in mine},
+                "tile_size": self.tile,
+                "image_size": image.size,
+            }
+            attention.append(live)
+            details.append(
+                detached(
+                    {
+                        **live,
+                        "tile_counts": counts.reshape(rows, cols),
+                        "centres": torch.cat([centres[m] for m in mine]),
+                        "centre_tiles": torch.cat(
+                            [torch.full((len(centres[m]),), pairs[m][1]) for m in mine]
+                        ),
+                        "subtile_size": self.subtile,
+                    }
+                )
+            )
+        return Representation(psi, entropies, details, attention)
+
+    def exact_representation(self, image: ImageAccess) -> torch.Tensor:
+        """The exact ``Psi = sum_t a_t sum_j b_tj f(S_tj)`` over every tile and sub-tile (small images)."""
+        a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
+        tiles = list(range(a.numel()))
+        b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
+        everywhere = torch.arange(b.shape[1], device=b.device)
+        centres = torch.cat([self._centres(image, t, everywhere) for t in tiles])
+        feats = self.features(to_module(image.patches(centres, self.subtile), self))
+        feats = feats.reshape(len(tiles), b.shape[1], -1)
+        return torch.einsum("t,tj,tjd->d", a, b, feats)
+
+    @torch.no_grad()
+    def attention_maps(self, image: ImageAccess, tiles: Sequence[int] | None = None) -> dict:
+        """Stage-1 attention and stage-2 attention of ``tiles`` (default: all tiles if at most 64,
+        else the 16 with the highest attention), detached on the CPU, plus the stage-1 view."""
+        rows, cols = self.grid(image)
+        a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
+        if tiles is None:
+            tiles = range(a.numel()) if a.numel() <= 64 else draws.top_k(a, 16).tolist()
+        tiles = list(tiles)
+        b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
+        return detached(
+            {
+                "view": image.view(self.s1),
+                "tile_attention": a.reshape(rows, cols),
+                "tile_size": self.tile,
+                "subtile_attention": {
+                    t: b[m].reshape(self.view2, self.view2) for m, t in enumerate(tiles)
+                },
+            }
+        )
+
+    # ----------------------------------------------------------------- stages
+    def grid(self, image: ImageAccess) -> tuple[int, int]:
+        """Tile grid ``(rows, cols)`` of an image."""
+        height, width = image.size
+        return math.ceil(height / self.tile), math.ceil(width / self.tile)
+
+    def tile_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
+        """Stage 1: one ``(rows, cols)`` logit map per image, from the attention net over ``V1``."""
+        views = []
+        for image in images:
+            rows, cols = self.grid(image)
+            view = to_module(image.view(self.s1), self)
+            view = view[:, : rows * self.pool, : cols * self.pool]
+            pad_h = rows * self.pool - view.shape[1]
+            pad_w = cols * self.pool - view.shape[2]
+            views.append(F.pad(view, (0, pad_w, 0, pad_h)))
+        return run_grouped(self._pooled_tile_logits, views)
+
+    def _pooled_tile_logits(self, views: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.tile_attention(views)[:, None], self.pool)[:, 0]
+
+    def subtile_log_probs(
+        self, images: Sequence[ImageAccess], tiles: Sequence[int], owners: Sequence[int]
+    ) -> torch.Tensor:
+        """Stage 2: ``log b_t`` over the ``h2*w2`` positions of each tile ``tiles[m]`` of image
+        ``images[owners[m]]``, all tiles in one call -> ``(len(tiles), h2*w2)``."""
+        views = []
+        for tile, owner in zip(tiles, owners):
+            image = images[owner]
+            row, col = divmod(tile, self.grid(image)[1])
+            views.append(image.region_view(row * self.tile, col * self.tile, self.tile, self.s2))
+        logits = self.subtile_attention(to_module(torch.stack(views), self))
+        return torch.log_softmax(logits.reshape(len(views), -1), dim=1)
+
+    # ----------------------------------------------------------------- helpers
+    def _allocate(
+        self, a: torch.Tensor, sampling: str, generator: torch.Generator | None, contrast: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tile distribution used for drawing, and the counts ``k_t`` of the ``N`` draws."""
+        q = complement(a) if contrast else a
+        if sampling == "topk":
+            counts = largest_remainder_counts(q, self.n).to(q.device)
+        else:
+            counts = draws.counts(draws.sample_with_replacement(q, self.n, generator), q.numel())
+        return q, counts
+
+    def _positions(
+        self,
+        probs: torch.Tensor,
+        pairs: list[tuple[int, int]],
+        plans: list[tuple[torch.Tensor, torch.Tensor]],
+        sampling: str,
+        generator: torch.Generator | None,
+    ) -> list[torch.Tensor]:
+        """Distinct sub-tile positions per (image, tile) pair, in draw order."""
+        wanted = torch.stack([plans[i][1][t] for i, t in pairs]).to(probs.device)
+        available = (probs > 0).sum(dim=1)
+        k = torch.minimum(wanted, available).tolist()
+        log_probs = torch.log(probs)
+        if sampling == "topk":
+            order = draws.top_k(log_probs, max(k))
+        else:
+            order = draws.gumbel_top_k(log_probs, max(k), generator)
+        return [order[m, : k[m]] for m in range(len(pairs))]
+
+    def _centres(self, image: ImageAccess, tile: int, positions: torch.Tensor) -> torch.Tensor:
+        """Full-resolution ``(y, x)`` centres of the sub-tiles at ``positions`` of ``tile``."""
+        row, col = divmod(tile, self.grid(image)[1])
+        step = self.tile / self.view2
+        y = torch.div(positions, self.view2, rounding_mode="floor").double()
+        x = (positions % self.view2).double()
+        return torch.stack(
+            [row * self.tile + (y + 0.5) * step, col * self.tile + (x + 0.5) * step], dim=1
+        ).cpu()
+
+    def _features_by_pair(
+        self,
+        images: Sequence[ImageAccess],
+        pairs: list[tuple[int, int]],
+        centres: list[torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """``f`` of every sampled sub-tile of the batch in one call, split back per pair."""
+        patches = []
+        for i, image in enumerate(images):
+            mine = [centres[m] for m, (j, _) in enumerate(pairs) if j == i]
+            patches.append(image.patches(torch.cat(mine), self.subtile))
+        feats = self.features(to_module(torch.cat(patches), self))
+        return list(torch.split(feats, [len(c) for c in centres]))

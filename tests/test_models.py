@@ -1,0 +1,275 @@
+"""Model construction, output shapes, determinism and image access of every model type."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoomin.errors import ConfigError
+from zoomin.image_access import InMemoryImage
+from zoomin.models import MODEL_TYPES, ModelOutput, build_model
+
+SMALL = {
+    "zoomin": {"tile": 16, "subtile": 5, "s1": 0.25, "s2": 0.5, "n": 4},
+    "ats": {"scale": 0.25, "patch": 5, "n": 4},
+    "cnn": {"scale": 0.5},
+    "efficientnet_b0": {"scale": 0.5},
+}
+ATTENTION_MODELS = ("zoomin", "ats")
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """These nets are tiny; on a shared 2-core machine one thread is several times faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_image(seed: int, height: int = 64, width: int = 64) -> InMemoryImage:
+    rng = np.random.default_rng(seed)
+    return InMemoryImage(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def small_model(model_type: str, **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(model_type, 3, **{**SMALL[model_type], **overrides})
+
+
+class SpyImage:
+    """Wraps an ImageAccess and records every request and the largest tensor handed out."""
+
+    def __init__(self, image):
+        self.image = image
+        self.calls: list[tuple] = []
+        self.largest = 0
+
+    @property
+    def size(self):
+        return self.image.size
+
+    @property
+    def channels(self):
+        return self.image.channels
+
+    def _record(self, call: tuple, tensor: torch.Tensor) -> torch.Tensor:
+        self.calls.append(call)
+        self.largest = max(self.largest, tensor.numel())
+        return tensor
+
+    def view(self, scale):
+        return self._record(("view", scale), self.image.view(scale))
+
+    def region_view(self, top, left, size, scale):
+        region = self.image.region_view(top, left, size, scale)
+        return self._record(("region_view", top, left, size, scale), region)
+
+    def patches(self, centres, size):
+        return self._record(("patches", len(centres), size), self.image.patches(centres, size))
+
+
+# ---------------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_output_shapes_for_images_of_different_sizes(model_type):
+    model = small_model(model_type)
+    images = [random_image(0, 64, 64), random_image(1, 70, 50), random_image(2, 64, 64)]
+    out = model(images, torch.Generator().manual_seed(0))
+    assert isinstance(out, ModelOutput)
+    assert out.logits.shape == (3, 3)
+    assert out.entropy.shape == (3,)
+    assert len(out.details) == 3
+    assert torch.isfinite(out.logits).all()
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    if model_type not in ATTENTION_MODELS:
+        assert torch.equal(out.entropy, torch.zeros(3))
+        assert out.details == [{}, {}, {}]
+        assert model.contrastive_logits(images, torch.Generator()) is None
+
+
+def test_zoomin_details_are_consistent():
+    model = small_model("zoomin")
+    image = random_image(3, 70, 50)
+    details = model([image], torch.Generator().manual_seed(1)).details[0]
+    rows, cols = math.ceil(70 / 16), math.ceil(50 / 16)
+    assert details["tile_attention"].shape == (rows, cols)
+    assert details["tile_attention"].sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert details["tile_counts"].sum().item() == 4
+    drawn = set(details["tile_counts"].reshape(-1).nonzero()[:, 0].tolist())
+    assert set(details["subtile_attention"]) == drawn
+    for b in details["subtile_attention"].values():
+        assert b.shape == (8, 8) and b.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert details["tile_size"] == 16 and details["subtile_size"] == 5
+    centres, tiles = details["centres"], details["centre_tiles"]
+    assert centres.shape[1] == 2 and len(centres) == len(tiles) <= 4
+    rows_of, cols_of = tiles // cols, tiles % cols
+    assert ((centres[:, 0] > rows_of * 16) & (centres[:, 0] < (rows_of + 1) * 16)).all()
+    assert ((centres[:, 1] > cols_of * 16) & (centres[:, 1] < (cols_of + 1) * 16)).all()
+    # sub-tile centres sit on the half-pixel grid of the stage-2 view (T / h2 = 2 px apart)
+    assert torch.allclose((centres - 1.0) % 2.0, torch.zeros_like(centres))
+
+
+def test_ats_details_are_consistent():
+    model = small_model("ats")
+    details = model([random_image(4, 70, 50)], torch.Generator().manual_seed(1)).details[0]
+    h, w = round(70 * 0.25), round(50 * 0.25)
+    assert details["attention"].shape == (h, w)
+    assert details["centres"].shape == (4, 2)
+    assert len(set(map(tuple, details["centres"].tolist()))) == 4  # without replacement: distinct
+    assert details["patch_size"] == 5 and details["scale"] == 0.25
+
+
+def test_tile_logits_average_the_attention_map_over_each_padded_tile():
+    model = small_model("zoomin")
+    image = random_image(5, 70, 50)  # not a multiple of the tile: the grid is zero-padded
+    logits = model.tile_logits([image])[0]
+    view = image.view(0.25)
+    padded = F.pad(view, (0, 4 * 4 - view.shape[2], 0, 5 * 4 - view.shape[1]))
+    with torch.no_grad():
+        attention = model.tile_attention(padded[None])[0]
+    expected = attention.reshape(5, 4, 4, 4).mean(dim=(1, 3))
+    assert logits.shape == (5, 4)
+    assert torch.allclose(logits, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("model_type", ATTENTION_MODELS)
+def test_contrastive_and_exact_representation_shapes(model_type):
+    model = small_model(model_type)
+    images = [random_image(6), random_image(7, 48, 80)]
+    assert model.contrastive_logits(images, torch.Generator().manual_seed(0)).shape == (2, 3)
+    assert model.exact_representation(images[1]).shape == (model.features.out_dim,)
+    assert isinstance(model.attention_maps(images[0]), dict)
+
+
+def test_resnet16_feature_net_runs():
+    model = small_model("zoomin", feature="resnet16", attention_activation="relu")
+    out = model([random_image(8)], torch.Generator().manual_seed(0))
+    assert out.logits.shape == (1, 3)
+    assert model.features.out_dim == 32
+
+
+# ---------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("model_type", ATTENTION_MODELS)
+def test_same_seed_same_result_different_seed_different_samples(model_type):
+    model = small_model(model_type)
+    images = [random_image(9), random_image(10)]
+    first = model(images, torch.Generator().manual_seed(42))
+    again = model(images, torch.Generator().manual_seed(42))
+    other = model(images, torch.Generator().manual_seed(43))
+    assert torch.equal(first.logits, again.logits)
+    assert all(torch.equal(a["centres"], b["centres"]) for a, b in zip(first.details, again.details))
+    assert any(not torch.equal(a["centres"], b["centres"]) for a, b in zip(first.details, other.details))
+
+
+@pytest.mark.parametrize("model_type", ATTENTION_MODELS)
+def test_topk_inference_is_deterministic(model_type):
+    model = small_model(model_type).eval()
+    images = [random_image(11), random_image(12)]
+    with torch.no_grad():
+        first = model(images, sampling="topk")
+        second = model(images, torch.Generator().manual_seed(5), sampling="topk")
+    assert torch.equal(first.logits, second.logits)
+
+
+def test_topk_allocates_draws_by_largest_remainder():
+    model = small_model("zoomin", n=5)
+    details = model([random_image(13)], sampling="topk").details[0]
+    a, counts = details["tile_attention"].reshape(-1), details["tile_counts"].reshape(-1)
+    assert counts.sum().item() == 5
+    assert (counts.double() - 5 * a.double()).abs().max() < 1.0
+    # flat attention over 16 tiles: the 5 draws go to the 5 tiles of highest attention
+    assert set(counts.nonzero()[:, 0].tolist()) == set(torch.topk(a, 5).indices.tolist())
+
+
+def test_unknown_sampling_mode_is_rejected():
+    with pytest.raises(ValueError, match="sampling"):
+        small_model("zoomin")([random_image(0)], sampling="greedy")
+
+
+# ---------------------------------------------------------------------------- image access
+@pytest.mark.parametrize("model_type", ATTENTION_MODELS)
+def test_attention_models_never_touch_full_resolution(model_type):
+    params = (
+        {"tile": 64, "subtile": 9, "s1": 0.125, "s2": 0.25, "n": 4}
+        if model_type == "zoomin"
+        else {"scale": 0.125, "patch": 9, "n": 4}
+    )
+    model = build_model(model_type, 2, **params)
+    spy = SpyImage(random_image(14, 256, 320))
+    out = model([spy], torch.Generator().manual_seed(0))
+    model.contrastive_logits([spy], torch.Generator().manual_seed(1))
+    full = 256 * 320 * 3
+    assert spy.largest <= 32 * 40 * 3 < full  # the low-resolution view is the largest thing read
+    views = [call for call in spy.calls if call[0] == "view"]
+    assert views and all(call[1] == 0.125 for call in views)
+    assert all(call[-1] == 9 for call in spy.calls if call[0] == "patches")
+    if model_type == "zoomin":
+        forward_regions = [c for c in spy.calls if c[0] == "region_view"]
+        assert all(c[3] == 64 and c[4] == 0.25 for c in forward_regions)
+        drawn = int((out.details[0]["tile_counts"] > 0).sum())
+        assert len(forward_regions) <= 2 * 4  # forward + contrastive, only drawn tiles
+        assert drawn <= 4
+
+
+def test_zoomin_reads_only_unique_drawn_tiles():
+    model = build_model("zoomin", 2, tile=64, subtile=9, s1=0.125, s2=0.25, n=12)
+    spy = SpyImage(random_image(15, 128, 128))  # 4 tiles, 12 draws: tiles repeat
+    out = model([spy], torch.Generator().manual_seed(0))
+    regions = [c for c in spy.calls if c[0] == "region_view"]
+    assert len(regions) == int((out.details[0]["tile_counts"] > 0).sum())
+    assert len({c[1:3] for c in regions}) == len(regions)
+
+
+# ---------------------------------------------------------------------------- build_model
+def test_build_model_defaults_match_design():
+    model = build_model("zoomin", 2)
+    assert (model.tile, model.subtile, model.s1, model.s2, model.n) == (250, 27, 0.1, 0.2, 10)
+    ats = build_model("ats", 2)
+    assert (ats.scale, ats.patch, ats.n, ats.replace) == (0.2, 27, 10, False)
+
+
+@pytest.mark.parametrize(
+    "model_type, params, key",
+    [
+        ("resnet50", {}, "model_type"),
+        ("zoomin", {"tiles": 10}, "tiles"),
+        ("zoomin", {"tile": 0}, "tile"),
+        ("zoomin", {"s1": 1.5}, "s1"),
+        ("zoomin", {"tile": 4, "s1": 0.1}, "s1"),
+        ("zoomin", {"feature": "vgg"}, "feature"),
+        ("zoomin", {"attention_activation": "gelu"}, "attention_activation"),
+        ("ats", {"replace": "yes"}, "replace"),
+        ("ats", {"n": 2.5}, "n"),
+        ("cnn", {"patch": 3}, "patch"),
+        ("efficientnet_b0", {"scale": 0}, "scale"),
+    ],
+)
+def test_build_model_rejects_bad_config(model_type, params, key):
+    with pytest.raises(ConfigError) as error:
+        build_model(model_type, 2, **params)
+    assert error.value.key == key
+    assert key in str(error.value)
+
+
+def test_build_model_rejects_bad_num_classes():
+    with pytest.raises(ConfigError, match="num_classes"):
+        build_model("zoomin", 0)
+
+
+# ---------------------------------------------------------------------------- device
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_models_run_on_cuda(model_type):
+    model = small_model(model_type).cuda()
+    images = [random_image(16), random_image(17, 70, 50)]
+    out = model(images, torch.Generator(device="cuda").manual_seed(0))
+    assert out.logits.device.type == "cuda"
+    out.logits.sum().backward()
+    if model_type in ATTENTION_MODELS:
+        assert model.contrastive_logits(images, torch.Generator().manual_seed(0)).device.type == "cuda"
+        assert model(images, sampling="topk").logits.shape == (2, 3)
