@@ -1,12 +1,17 @@
 # zoomin: the Zoom-In network's experiments as a Snakemake workflow.
 #   snakemake --cores 8 results/table1.csv          (embedded default: synthetic data, CPU)
-#   snakemake --cores 8 --configfile config/paper.yaml results/table1.csv   (real datasets)
+#   snakemake --cores 8 results/table1.csv results/table2.csv --configfile config/paper.yaml   (real datasets)
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless config files are named on the command line: `--configfile` then
+# REPLACES it (Snakemake would otherwise merge the two, key by key, e.g. the synthetic datasets
+# into config/paper.yaml). `--config key=value` alone still edits the default.
+if not workflow.config_settings.configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

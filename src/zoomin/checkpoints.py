@@ -16,6 +16,8 @@ import torch
 from zoomin.atomic import atomic_path
 from zoomin.errors import InputFileError
 
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "shuffle_rng", "sample_rng", "torch_rng", "state")
+
 
 def save_checkpoint(
     path: Path,
@@ -57,18 +59,42 @@ def load_checkpoint(
     if payload["identity"] != expected:
         raise InputFileError(
             path,
-            f"belongs to another run ({payload['identity']}, expected {expected}); delete it to start over",
+            f"belongs to another run or configuration ({_differences(payload['identity'], expected)}); "
+            "delete it to start over",
         )
+    missing = [key for key in CHECKPOINT_KEYS if key not in payload]
+    if missing:
+        raise InputFileError(path, f"is an incomplete checkpoint (no {', '.join(missing)}); delete it to start over")
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as error:
         raise InputFileError(path, f"does not match the model architecture: {error}") from error
-    optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
-    shuffle_rng.set_state(payload["shuffle_rng"])
-    sample_rng.set_state(payload["sample_rng"])
-    torch.set_rng_state(payload["torch_rng"])
-    return payload["state"]
+    try:
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        shuffle_rng.set_state(payload["shuffle_rng"])
+        sample_rng.set_state(payload["sample_rng"])
+        torch.set_rng_state(payload["torch_rng"])
+        return payload["state"]
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        raise InputFileError(
+            path, f"is an incomplete or corrupt checkpoint ({type(error).__name__}: {error}); delete it to start over"
+        ) from error
+
+
+def _differences(saved: Any, expected: Any, prefix: str = "") -> str:
+    """``key: checkpoint X, now Y`` for each differing entry (one level into nested dicts)."""
+    if not (isinstance(saved, dict) and isinstance(expected, dict)):
+        return f"{prefix or 'identity'}: checkpoint {saved!r}, now {expected!r}"
+    parts = []
+    for key in sorted(set(saved) | set(expected), key=str):
+        if saved.get(key) != expected.get(key):
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if prefix or not (isinstance(saved.get(key), dict) and isinstance(expected.get(key), dict)):
+                parts.append(f"{name}: checkpoint {saved.get(key)!r}, now {expected.get(key)!r}")
+            else:
+                parts.append(_differences(saved[key], expected[key], name))
+    return "; ".join(parts)
 
 
 def read_torch_file(path: Path) -> Any:

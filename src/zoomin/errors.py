@@ -25,3 +25,12 @@ class ConfigError(UserError):
         self.key = key
         self.problem = problem
         super().__init__(f"config key '{key}': {problem}")
+
+
+class OutputFileError(UserError):
+    """An output that could not be written (disk full, quota exceeded, read-only file system)."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")

@@ -1,6 +1,6 @@
 """Tables 1 and 2 from the per-run metrics: accuracy mean +- std over runs, cost per image.
 
-The paper's reported numbers are joined from ``config/paper_table1.csv`` into columns whose names
+The paper's reported numbers are joined from ``config/paper_<table>.csv`` into columns whose names
 start with ``paper_``; every other number comes from the runs' ``metrics.json``.
 """
 

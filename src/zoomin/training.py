@@ -8,6 +8,8 @@ the one with the best validation accuracy (the last epoch when there is no valid
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import time
@@ -24,7 +26,7 @@ from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_checkpoint, save_checkpoint
 from zoomin.data.splits import RunData, load_run_data
 from zoomin.device import choose_device
-from zoomin.errors import UserError
+from zoomin.errors import InputFileError, UserError
 from zoomin.models import build_model
 
 log = logging.getLogger(__name__)
@@ -69,14 +71,25 @@ def train(job: TrainingJob) -> dict[str, Any]:
     class_weights = losses_class_weights(cfg["class_weights"], data, device)
     reference = data.class_index(job.dataset_config.get("reference_class"))
     positives = [i for i in range(len(data.classes)) if i != reference] if reference is not None else []
+    mask_weight = float(cfg.get("mask_loss_weight") or 0.0)
+    if mask_weight > 0 and not data.train.cache.has_masks:
+        raise UserError(
+            f"training.mask_loss_weight is {mask_weight} but the view cache {job.views} has no masks "
+            "(pixel annotations); set it to 0 or construct the dataset with masks"
+        )
 
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_state": None}
     checkpoint_path = job.checkpoint_dir / "last.pt"
+    identity = run_identity(job, data)
     if checkpoint_path.exists():
         state = load_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng,
-            expected={"model_type": job.model_type, "run": job.run, "seed": job.seed},
+            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, expected=identity
         )
+        if state["epoch"] > cfg["epochs"]:
+            raise InputFileError(
+                checkpoint_path,
+                f"is from epoch {state['epoch']} but training.epochs is {cfg['epochs']}; delete it to start over",
+            )
         log.info("resumed from checkpoint %s after epoch %d", checkpoint_path, state["epoch"])
 
     for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
@@ -95,6 +108,7 @@ def train(job: TrainingJob) -> dict[str, Any]:
         for batch in progress:
             images = [data.train.image(i) for i in batch]
             labels = torch.tensor([data.train.label(i) for i in batch], device=device)
+            masks = batch_masks(data.train, batch) if mask_weight > 0 else None
             with torch.autocast(device.type, enabled=job.mixed_precision and device.type == "cuda"):
                 out = model(images, generator=sample_rng)
                 parts = losses.total_loss(
@@ -105,8 +119,9 @@ def train(job: TrainingJob) -> dict[str, Any]:
                         positive_classes=tuple(positives),
                         reference_class=reference if reference is not None else 0,
                         class_weights=class_weights,
+                        mask_weight=mask_weight,
                     ),
-                    model=model, images=images, generator=sample_rng,
+                    model=model, images=images, generator=sample_rng, masks=masks,
                 )
             loss = parts.total
             if not torch.isfinite(loss):
@@ -145,8 +160,7 @@ def train(job: TrainingJob) -> dict[str, Any]:
             epoch, row["train_loss"], row["train_accuracy"], val_accuracy, row["seconds"],
         )
         save_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, state,
-            identity={"model_type": job.model_type, "run": job.run, "seed": job.seed},
+            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, state, identity=identity
         )
 
     metadata = {
@@ -166,6 +180,35 @@ def train(job: TrainingJob) -> dict[str, Any]:
         frame.insert(0, "seed", job.seed)
         frame.to_csv(tmp, index=False)
     return metadata
+
+
+def batch_masks(subset: Any, batch: list[int]) -> list[torch.Tensor | None]:
+    """Pixel annotations of a batch for the mask loss: each image's mask view at the largest cached
+    scale as ``(h, w)`` floats in [0, 1] (object fraction), ``None`` where an image has no mask."""
+    scale = max(subset.cache.scales)
+    masks: list[torch.Tensor | None] = []
+    for i in batch:
+        mask = subset.cache.mask_view(subset.image_id(i), scale)
+        masks.append(None if mask is None else torch.from_numpy(mask).float().div_(255.0))
+    return masks
+
+
+def run_identity(job: TrainingJob, data: RunData) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: run, seed, model, training settings (all but the
+    number of epochs, which may grow) and the images the run trains and validates on. A checkpoint
+    left by an earlier config or dataset is refused instead of silently continued."""
+    images = [
+        [subset.image_id(i) for i in range(len(subset))] + [subset.label(i) for i in range(len(subset))]
+        for subset in (data.train, data.val)
+    ]
+    return {
+        "model_type": job.model_type,
+        "run": job.run,
+        "seed": job.seed,
+        "model_params": dict(job.model_params),
+        "training": {key: value for key, value in job.training.items() if key != "epochs"},
+        "data": hashlib.sha256(json.dumps([list(data.classes), images]).encode()).hexdigest(),
+    }
 
 
 def losses_class_weights(setting: Any, data: RunData, device: torch.device) -> torch.Tensor | None:

@@ -21,7 +21,13 @@ def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
         handlers=handlers,
         force=True,
     )
-    logging.getLogger("zoomin").info("rule %s, wildcards %s", snakemake.rule, dict(snakemake.wildcards))
+    threads = max(1, int(snakemake.threads))
+    torch = sys.modules.get("torch")  # only jobs that use torch import it (slide caches stay small)
+    if torch is not None:
+        torch.set_num_threads(threads)
+    logging.getLogger("zoomin").info(
+        "rule %s, wildcards %s, %d thread(s)", snakemake.rule, dict(snakemake.wildcards), threads
+    )
     try:
         body()
     except UserError as error:

@@ -68,6 +68,52 @@ def train_resources(key, default):
     return config.get("resources", {}).get("train", {}).get(key, default)
 
 
+# Sources whose constructed datasets are whole-slide images (kind: slide): their views live in one
+# HDF5 cache per slide (results/<dataset>/slides/<image_id>.h5), listed after construction.
+SLIDE_SOURCES = ("camelyon16", "slide_folder")
+SLIDE_DATASETS = [name for name, ds in config["datasets"].items() if ds["source"] in SLIDE_SOURCES]
+
+
+def is_slide_dataset(dataset):
+    return config["datasets"][dataset]["source"] in SLIDE_SOURCES
+
+
+def cache_scales(dataset):
+    """Scales cached for a dataset. Images: every view scale the methods read. Slides: only the
+    whole-slide views (Zoom-In's s1, ATS/CNN's scale); stage-2 views are read through OpenSlide."""
+    scales = zconfig.view_scales(config, dataset)
+    if not is_slide_dataset(dataset):
+        return scales
+    whole = set()
+    for method in config["datasets"][dataset]["methods"]:
+        params = zconfig.model_params(config, dataset, method)
+        key = "s1" if config["methods"][method]["model"] == "zoomin" else "scale"
+        if key in params and float(params[key]) < 1:
+            whole.add(float(params[key]))
+    return sorted(whole) or scales
+
+
+def slide_tile_size(dataset):
+    """Tile side (level-0 px) of the slide caches' tissue-tile coords: the dataset's Zoom-In tile."""
+    for method in config["datasets"][dataset]["methods"]:
+        if config["methods"][method]["model"] == "zoomin":
+            return int(zconfig.model_params(config, dataset, method)["tile"])
+    return 256
+
+
+def slide_caches(wildcards):
+    """Every slide cache of a slide dataset; known only once the construct_dataset checkpoint ran."""
+    if not is_slide_dataset(wildcards.dataset):
+        return []
+    from zoomin.data.constructed import read_constructed
+
+    constructed = checkpoints.construct_dataset.get(dataset=wildcards.dataset).output.constructed
+    return [
+        f"results/{wildcards.dataset}/slides/{image_id}.h5"
+        for image_id in read_constructed(constructed).image_ids
+    ]
+
+
 def construct_inputs(wildcards):
     """The download marker for real sources; nothing for generated or user-provided data."""
     source = config["datasets"][wildcards.dataset]["source"]

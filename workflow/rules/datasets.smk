@@ -1,7 +1,11 @@
 # Construct each dataset in the common on-disk format (docs/formats.md section 1).
+#
+# A checkpoint: the slides of a kind: slide dataset (and so its per-slide cache jobs, views.smk)
+# are known only once it is constructed. Image datasets never ask for the checkpoint's result, so
+# their DAG is planned in full before anything runs.
 
 
-rule construct_dataset:
+checkpoint construct_dataset:
     input:
         raw=construct_inputs,
     output:

@@ -11,7 +11,7 @@ localrules:
 rule table:
     input:
         metrics=lambda wc: metrics_files(wc.table),
-        paper="config/paper_table1.csv",
+        paper=lambda wc: f"config/paper_{wc.table}.csv",
         code=TABLE_CODE,
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),

@@ -201,3 +201,35 @@ def build_slide_cache(
         time.perf_counter() - started,
     )
     return out_path
+
+
+def build_constructed_slide_cache(
+    constructed_dir: str | Path,
+    image_id: str,
+    out_path: str | Path,
+    scales: Sequence[float],
+    tile_size: int,
+    **options: object,
+) -> Path:
+    """The cache of slide ``image_id`` of a constructed ``kind: slide`` dataset (with its mask, if any).
+
+    What the workflow's ``slide_cache`` rule runs, once per slide: the slide and mask paths come from
+    ``labels.csv``; ``options`` go to :func:`build_slide_cache`.
+    """
+    from zoomin.data.constructed import read_constructed
+
+    dataset = read_constructed(constructed_dir)
+    if dataset.kind != "slide":
+        raise InputFileError(dataset.root / "dataset.json", f"kind {dataset.kind!r}: slide caches are for kind 'slide'")
+    try:
+        record = dataset.record(image_id)
+    except KeyError:
+        raise InputFileError(dataset.root / "labels.csv", f"has no slide {image_id!r}") from None
+    return build_slide_cache(
+        dataset.image_path(record),
+        out_path,
+        scales,
+        tile_size,
+        mask_path=dataset.mask_path(record),
+        **options,  # type: ignore[arg-type]
+    )

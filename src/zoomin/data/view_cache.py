@@ -9,16 +9,24 @@ writes ``views.h5`` through a temporary file that is renamed only when complete.
 and whose full-resolution regions and patches come from the image file, decoded with Pillow (gray,
 palette and RGBA converted to RGB) only when first needed. The HDF5 file is opened lazily and
 reopened in a forked worker process, so a ``ViewCache`` may be handed to DataLoader workers.
+
+Whole-slide datasets (``kind: slide``) keep their views in one HDF5 cache per slide
+(:mod:`zoomin.data.slide_cache`); :func:`build_slide_view_index` writes a ``views.h5`` with the same
+index whose ``/views/<image_id>`` (and ``/masks/<image_id>``) are external links into those
+caches, and :meth:`ViewCache.image` then returns a :class:`zoomin.data.slide_access.SlideImage`
+(views from the slide cache, regions and patches read lazily through OpenSlide).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -31,9 +39,13 @@ from zoomin.data.constructed import ConstructedDataset, read_constructed
 from zoomin.errors import ConfigError, InputFileError
 from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scaled_length, to_chw_float
 
+if TYPE_CHECKING:
+    from zoomin.data.slide_access import SlideImage
+
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+SPACE_RESERVE = 8 << 20  # bytes kept free on the disk while writing a cache (see _check_free_space)
 _STRING = h5py.string_dtype(encoding="utf-8")
 
 
@@ -97,7 +109,8 @@ def build_view_cache(
         raise InputFileError(
             dataset.root / "dataset.json",
             f"kind {dataset.kind!r}: views of slides come from the per-slide caches "
-            "(zoomin.data.slide_cache), not from build_view_cache",
+            "(zoomin.data.slide_cache); index them with build_slide_view_index "
+            "(`zoomin build-views --slides DIR`)",
         )
     out_path = Path(out_path)
     log.info("building %s: %d images at scales %s", out_path, len(dataset), scales)
@@ -128,10 +141,13 @@ def _write_views(
         height, width = pixels.shape[:2]
         heights.append(height)
         widths.append(width)
+        image_views = {
+            scale_key(s): resize_uint8(pixels, scaled_length(height, s), scaled_length(width, s)) for s in scales
+        }
+        _check_free_space(h5, sum(view.nbytes for view in image_views.values()))
         group = views.create_group(record.image_id)
-        for scale in scales:
-            view = resize_uint8(pixels, scaled_length(height, scale), scaled_length(width, scale))
-            _store(group, scale_key(scale), view)
+        for key, view in image_views.items():
+            _store(group, key, view)
         mask_path = dataset.mask_path(record)
         if mask_path is not None:
             masks = masks if masks is not None else h5.create_group("masks")
@@ -140,6 +156,19 @@ def _write_views(
             for scale in scales:
                 _store(group, scale_key(scale), resize_uint8(mask, scaled_length(height, scale), scaled_length(width, scale)))
     return heights, widths
+
+
+def _check_free_space(h5: h5py.File, needed: int) -> None:
+    """Stop with ENOSPC before the disk is full: HDF5 does not report a full disk cleanly (failed
+    writes of buffered chunks are swallowed, and closing the file afterwards may crash the process),
+    so the build checks for room before each image (its raw views plus a reserve)."""
+    free = shutil.disk_usage(Path(h5.filename).parent).free
+    if free < needed + SPACE_RESERVE:
+        raise OSError(
+            errno.ENOSPC,
+            f"no space left on the device ({free} bytes free; the next image needs about {needed} "
+            f"bytes plus a reserve of {SPACE_RESERVE})",
+        )
 
 
 def _store(group: h5py.Group, name: str, array: np.ndarray) -> None:
@@ -156,6 +185,60 @@ def _write_index(h5: h5py.File, dataset: ConstructedDataset, heights: list[int],
     index.create_dataset("path", data=[r.path for r in records], dtype=_STRING)
     index.create_dataset("height", data=np.array(heights, dtype=np.int64))
     index.create_dataset("width", data=np.array(widths, dtype=np.int64))
+
+
+def build_slide_view_index(
+    constructed_dir: str | Path, slides_dir: str | Path, scales: list[float], out_path: str | Path
+) -> Path:
+    """Write ``views.h5`` of a constructed ``kind: slide`` dataset (atomically) over its slide caches.
+
+    ``slides_dir`` holds one ``<image_id>.h5`` per slide (:func:`zoomin.data.slide_cache.build_slide_cache`)
+    with every scale in ``scales``. ``/views/<image_id>`` becomes an HDF5 external link to the root of
+    that cache and ``/masks/<image_id>`` one to its ``mask`` group (when the slide has a mask); the
+    links are relative to ``views.h5``, so ``results/<dataset>/`` may be moved as a whole.
+    """
+    dataset = read_constructed(constructed_dir)
+    scales = _check_scales(list(scales))
+    if dataset.kind != "slide":
+        raise InputFileError(
+            dataset.root / "dataset.json", f"kind {dataset.kind!r}: use build_view_cache for image datasets"
+        )
+    out_path, slides_dir = Path(out_path), Path(slides_dir)
+    try:
+        link_dir = Path(os.path.relpath(slides_dir.resolve(), out_path.resolve().parent))
+    except ValueError:  # another drive (Windows): fall back to an absolute link
+        link_dir = slides_dir.resolve()
+    heights, widths, has_mask = [], [], []
+    for record in dataset.records:
+        cache_path = slides_dir / f"{record.image_id}.h5"
+        if not cache_path.is_file():
+            raise InputFileError(cache_path, f"slide cache of {record.image_id} is missing; build it with `zoomin slide-cache`")
+        try:
+            with h5py.File(cache_path, "r") as cache:
+                heights.append(int(cache.attrs["height"]))
+                widths.append(int(cache.attrs["width"]))
+                missing = [scale_key(s) for s in scales if scale_key(s) not in cache]
+                has_mask.append("mask" in cache and all(scale_key(s) in cache["mask"] for s in scales))
+        except (OSError, KeyError) as error:
+            raise InputFileError(cache_path, f"unreadable or incomplete slide cache ({error}); delete it and rebuild") from error
+        if missing:
+            raise InputFileError(cache_path, f"has no view at scale(s) {', '.join(missing)}; rebuild it with those scales")
+        if record.mask and not has_mask[-1]:
+            log.warning("%s: the slide has a mask but its cache %s has no mask views", record.image_id, cache_path)
+    log.info("indexing %d slide caches of %s into %s", len(dataset), dataset.name, out_path)
+    with atomic_path(out_path) as tmp:
+        with h5py.File(tmp, "w") as h5:
+            _write_attrs(h5, dataset, scales)
+            h5.attrs["slides"] = link_dir.as_posix()
+            views = h5.create_group("views")
+            masks = h5.create_group("masks") if any(has_mask) else None
+            for record, mask in zip(dataset.records, has_mask):
+                target = (link_dir / f"{record.image_id}.h5").as_posix()
+                views[record.image_id] = h5py.ExternalLink(target, "/")
+                if mask and masks is not None:
+                    masks[record.image_id] = h5py.ExternalLink(target, "/mask")
+            _write_index(h5, dataset, heights, widths)
+    return out_path
 
 
 @dataclass(frozen=True)
@@ -275,9 +358,22 @@ class ViewCache:
         h5 = self._file()
         return h5[name][()] if name in h5 else None
 
-    def image(self, image_id: str) -> CachedImage:
-        """The :class:`CachedImage` of ``image_id``."""
+    def slide_cache_path(self, image_id: str) -> Path:
+        """The per-slide HDF5 cache that ``/views/<image_id>`` links to (``kind: slide``)."""
+        self.position(image_id)
+        link = self._file()["views"].get(image_id, getlink=True)
+        if not isinstance(link, h5py.ExternalLink):
+            raise InputFileError(self.path, f"/views/{image_id} is not a link to a slide cache")
+        target = Path(link.filename)
+        return target if target.is_absolute() else self.path.parent / target
+
+    def image(self, image_id: str) -> CachedImage | SlideImage:
+        """The :class:`CachedImage` of ``image_id``, or its :class:`SlideImage` for ``kind: slide``."""
         i = self.position(image_id)
+        if self.kind == "slide":
+            from zoomin.data.slide_access import SlideImage
+
+            return SlideImage(self.constructed / self.index.paths[i], self.slide_cache_path(image_id))
         return CachedImage(
             self,
             image_id,

@@ -24,10 +24,11 @@ from zoomin.models.attention import AttentionNet
 from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
-from zoomin.models.output import ModelOutput, Representation, check_sampling, detached
+from zoomin.models.base import AttentionSamplingClassifier
+from zoomin.models.output import Representation, check_sampling, detached
 
 
-class ATSNet(nn.Module):
+class ATSNet(AttentionSamplingClassifier):
     """Attention-sampling classifier over one view; see the module docstring."""
 
     def __init__(
@@ -49,22 +50,6 @@ class ATSNet(nn.Module):
         self.attention = AttentionNet(attention_activation)
         self.features = feature_net if feature_net is not None else build_feature_net(feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
-
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Logits, entropy ``H(p)`` and details. ``generator=None`` uses torch's default RNG."""
-        rep = self.represent(images, generator, sampling)
-        return ModelOutput(self.classifier(rep.features), rep.entropy, rep.details, rep.attention)
-
-    def contrastive_logits(
-        self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """``g`` of the representation sampled from ``normalise(1 - p)``."""
-        return self.classifier(self.represent(images, generator, "sample", contrast=True).features)
 
     def represent(
         self,

@@ -41,10 +41,11 @@ from zoomin.models.attention import AttentionNet
 from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.distributions import complement, entropy, largest_remainder_counts
 from zoomin.models.features import build_feature_net
-from zoomin.models.output import ModelOutput, Representation, check_sampling, detached
+from zoomin.models.base import AttentionSamplingClassifier
+from zoomin.models.output import Representation, check_sampling, detached
 
 
-class ZoomInNet(nn.Module):
+class ZoomInNet(AttentionSamplingClassifier):
     """Two-stage attention-sampling classifier; see the module docstring.
 
     ``feature_net`` overrides the named ``feature`` network (it must have an ``out_dim``).
@@ -78,22 +79,6 @@ class ZoomInNet(nn.Module):
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
 
     # ----------------------------------------------------------------- public API
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Logits, entropy term and details for a batch. ``generator=None`` uses torch's default RNG."""
-        rep = self.represent(images, generator, sampling)
-        return ModelOutput(self.classifier(rep.features), rep.entropy, rep.details, rep.attention)
-
-    def contrastive_logits(
-        self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """``g`` of the representation sampled from ``normalise(1 - a)`` and ``normalise(1 - b_t)``."""
-        return self.classifier(self.represent(images, generator, "sample", contrast=True).features)
-
     def represent(
         self,
         images: Sequence[ImageAccess],

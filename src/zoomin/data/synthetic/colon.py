@@ -3,7 +3,8 @@
 Every image has pink tissue with scattered plain nuclei and one or two "glands": a pale lumen ringed
 by a dense cluster of nuclei -- the place a low-resolution view points at, in both classes. In a
 positive image the nuclei of one gland are epithelial (textured chromatin, same size and mean colour);
-in a negative image every gland is a decoy of plain nuclei. Classes [negative, positive], balanced,
+in a negative image every gland is a decoy of plain nuclei. By default a positive image's other glands
+are epithelial too (``epithelial_fraction``), as epithelium fills whole glands in the real images. Classes [negative, positive], balanced,
 split ``all`` (cross-validation, as in the paper).
 """
 
@@ -21,7 +22,8 @@ from zoomin.errors import ConfigError
 DEFAULTS: dict[str, Any] = {
     "n_images": 100,
     "image_size": 500,
-    "extra_glands": 1,  # up to this many decoy glands besides the deciding one (uniform 0..extra)
+    "extra_glands": 4,  # up to this many glands besides the deciding one (uniform 0..extra)
+    "epithelial_fraction": 1.0,  # in positives, the chance that each further gland is epithelial too
     "scatter_density": 7.0e-4,  # plain nuclei per px^2 outside glands
     "positive_fraction": 0.51,
 }
@@ -62,9 +64,10 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
     objects = np.zeros((0, 2))
     for index, ((cy, cx), radius) in enumerate(zip(centres, radii)):
         deciding = index == 0
-        nuclei = paint_gland(canvas, rng, cy, cx, radius, textured=deciding and label == "positive")
-        if deciding:
-            objects = nuclei
+        epithelial = label == "positive" and (deciding or rng.uniform() < params["epithelial_fraction"])
+        nuclei = paint_gland(canvas, rng, cy, cx, radius, textured=epithelial)
+        if deciding or epithelial:  # the deciding gland's nuclei are the object, decoy or not
+            objects = np.concatenate([objects, nuclei])
     return Rendered(pixels=to_uint8(canvas), objects=objects)
 
 

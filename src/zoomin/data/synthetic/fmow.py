@@ -18,20 +18,10 @@ from PIL import Image, ImageDraw
 
 from zoomin.data.synthetic.common import Rendered, StandIn
 from zoomin.data.synthetic.drawing import gray_noise, place_circles, smooth_field, to_uint8
+from zoomin.data.sources.fmow import CLASSES
 from zoomin.errors import ConfigError
 
-FMOW_CLASSES = [
-    "airport",
-    "amusement_park",
-    "aquaculture",
-    "archaeological_site",
-    "barn",
-    "border_checkpoint",
-    "burial_site",
-    "car_dealership",
-    "construction_site",
-    "crop_field",
-]
+FMOW_CLASSES = CLASSES  # the 10-class subset of the paper (Appendix E)
 Pattern = Callable[[np.ndarray, np.ndarray], np.ndarray]
 PATTERNS: dict[str, Pattern] = {  # ink (True) at integer pad coordinates (y, x)
     "airport": lambda y, x: y % 2 == 0,  # horizontal lines, period 2

@@ -1,0 +1,97 @@
+"""config/paper.yaml: valid, carries the paper's settings, and plans the whole paper DAG without data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+import zoomin.config as zconfig
+from workflow_helpers import REPO, copy_workflow, snakemake
+from zoomin.tables import make_table
+
+PAPER = REPO / "config" / "paper.yaml"
+
+
+@pytest.fixture(scope="module")
+def config():
+    return zconfig.load(PAPER)
+
+
+def test_five_paper_datasets_with_the_design_settings(config):
+    datasets = config["datasets"]
+    assert {name: ds["source"] for name, ds in datasets.items()} == {
+        "colon": "colon_cancer",
+        "needle_camelyon": "needle_camelyon",
+        "traffic_signs": "traffic_signs",
+        "fmow": "fmow",
+        "camelyon16": "camelyon16",
+    }
+    assert {name: ds.get("table", "table1") for name, ds in datasets.items()}["camelyon16"] == "table2"
+    colon = zconfig.training(config, "colon")
+    assert (colon["epochs"], colon["batch_size"], colon["lr"], colon["weight_decay"]) == (100, 5, 1e-4, 1e-5)
+    assert (colon["step_size"], colon["gamma"], colon["clip_grad_norm"]) == (30, 0.9, 5.0)
+    assert (colon["contrastive_start"], colon["entropy_lambda"]) == (10, 1e-5)
+    assert datasets["colon"]["runs"] == {"folds": 10, "repetitions": 5}
+    assert zconfig.model_params(config, "colon", "zoomin_lenet") == {
+        "tile": 250, "subtile": 27, "s1": 0.1, "s2": 0.2, "n": 10, "feature": "lenet",
+    }
+    assert zconfig.model_params(config, "colon", "ats") == {"scale": 0.2, "patch": 27, "n": 10}
+    assert zconfig.model_params(config, "colon", "cnn")["scale"] == 1.0
+    assert zconfig.model_params(config, "needle_camelyon", "zoomin_lenet")["n"] == 30
+    assert zconfig.model_params(config, "needle_camelyon", "ats")["n"] == 30
+    assert zconfig.model_params(config, "camelyon16", "zoomin_res")["n"] == 100
+    assert zconfig.model_params(config, "traffic_signs", "ats") == {"scale": 0.3, "patch": 100, "n": 10}
+    traffic = zconfig.training(config, "traffic_signs")
+    assert (traffic["lr"], traffic["entropy_lambda"], traffic["class_weights"]) == (1e-3, 1e-4, "inverse_frequency")
+    assert "efficientnet_b0" in datasets["fmow"]["methods"]
+    assert zconfig.training(config, "camelyon16", "zoomin_res_masks")["mask_loss_weight"] > 0
+    assert zconfig.training(config, "camelyon16", "zoomin_res")["mask_loss_weight"] == 0
+    assert config["resources"]["train"]["gpu"] == 1
+
+
+def test_every_configured_row_has_the_papers_numbers(config):
+    for name, ds in config["datasets"].items():
+        table = ds.get("table", "table1")
+        paper = pd.read_csv(REPO / "config" / f"paper_{table}.csv")
+        rows = set(zip(paper.block, paper.method))
+        for method in ds["methods"]:
+            assert (ds["block"], method) in rows, (name, method, table)
+
+
+def test_table2_joins_the_paper_numbers(config, tmp_path):
+    metrics = []
+    for method in config["datasets"]["camelyon16"]["methods"]:
+        path = tmp_path / "results" / "camelyon16" / method / "s0" / "metrics.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(
+            {"seed": 0, "accuracy": 80.0, "gflops": 1.0, "peak_memory_mb": 50.0, "time_ms": 9.0, "device": "cpu"}
+        ))
+        metrics.append(path)
+    table = make_table(
+        metrics, config["datasets"], config["methods"], REPO / "config" / "paper_table2.csv",
+        tmp_path / "table2.csv", tmp_path / "table2.md",
+    )
+    paper = dict(zip(table.method, table.paper_accuracy))
+    assert paper == {"zoomin_lenet": 81.3, "zoomin_res": 82.6, "zoomin_lenet_masks": 88.2, "zoomin_res_masks": 90.8}
+    assert "## Camelyon16" in (tmp_path / "table2.md").read_text()
+
+
+@pytest.mark.workflow
+def test_dry_run_plans_the_whole_paper_dag(config, tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(
+        workdir, "results/table1.csv", "results/table2.csv", "-n", "--configfile", "config/paper.yaml"
+    )
+    assert result.returncode == 0, result.stderr[-5000:]
+    out = result.stdout + result.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
+    runs = sum(len(ds["methods"]) * len(zconfig.run_ids(ds)) for ds in config["datasets"].values())
+    assert int(counts["train"]) == int(counts["evaluate"]) == runs
+    for rule in ("download_dataset", "construct_dataset", "build_views"):
+        assert int(counts[rule]) == 5, rule
+    assert int(counts["table"]) == 2
+    assert "config/paper_table2.csv" in out and "synthetic" not in out  # paper.yaml replaces the default
+    assert "slide_cache" not in out  # Camelyon16's slides are listed once its checkpoint has run
