@@ -9,17 +9,14 @@ import time
 import pandas as pd
 import pytest
 
-from workflow_helpers import TINY_CONFIG, copy_workflow, snakemake
+from workflow_helpers import TINY_CONFIG, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = copy_workflow(tmp_path_factory.mktemp("dag"))
-    result = snakemake(workdir, "all", "--cores", "2", "--configfile", str(TINY_CONFIG))
-    assert result.returncode == 0, result.stderr[-5000:]
-    return workdir
+def finished_run(tiny_local_run):
+    return tiny_local_run
 
 
 def test_table1_has_every_block_and_method_with_finite_values(finished_run):
