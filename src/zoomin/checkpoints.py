@@ -2,8 +2,10 @@
 
 A checkpoint holds the model, optimiser and scheduler state dicts, the RNG states of the run's
 generators and of torch's global RNG, the epoch, the history so far and the best weights, plus the
-identity of the run (model type, run id, seed) so that a checkpoint of another run or architecture
-is refused with a clear message instead of being loaded.
+identity of the run (model type, run id, seed, model and training settings, a digest of its train
+and validation images) so that a checkpoint of another run or architecture is refused with a clear
+message instead of being loaded, and one of this run under an earlier configuration or dataset is
+recognised (:func:`stale_reason`) and not resumed.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from zoomin.atomic import atomic_path
 from zoomin.errors import InputFileError
 
+RESTART_KEYS = ("model_params", "training", "data")  # identity parts that a config or data change alters
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "shuffle_rng", "sample_rng", "torch_rng", "state")
 
 
@@ -80,6 +83,29 @@ def load_checkpoint(
         raise InputFileError(
             path, f"is an incomplete or corrupt checkpoint ({type(error).__name__}: {error}); delete it to start over"
         ) from error
+
+
+def stale_reason(path: Path, expected: dict[str, Any], epochs: int) -> str | None:
+    """Why the checkpoint at ``path``, left by this very run (same model type, run id and seed), was
+    written under an earlier configuration or dataset, or went past ``epochs``: then it must not be
+    resumed and training starts over. ``None`` when it may be resumed, and also when it is another
+    run's or unreadable (:func:`load_checkpoint` then refuses it with a clear error)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if not isinstance(payload, dict) or not isinstance(payload.get("identity"), dict):
+        return None
+    saved = payload["identity"]
+    if any(saved.get(key) != expected.get(key) for key in set(saved) | set(expected) if key not in RESTART_KEYS):
+        return None
+    if saved != expected:
+        return _differences(saved, expected)
+    state = payload.get("state")
+    epoch = state.get("epoch") if isinstance(state, dict) else None
+    if isinstance(epoch, int) and epoch > epochs:
+        return f"it is from epoch {epoch}, past training.epochs {epochs}"
+    return None
 
 
 def _differences(saved: Any, expected: Any, prefix: str = "") -> str:

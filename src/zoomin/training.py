@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from zoomin import losses
 from zoomin.atomic import atomic_path
-from zoomin.checkpoints import load_checkpoint, save_checkpoint
+from zoomin.checkpoints import load_checkpoint, save_checkpoint, stale_reason
 from zoomin.data.splits import RunData, load_run_data
 from zoomin.device import choose_device
-from zoomin.errors import InputFileError, UserError
+from zoomin.errors import UserError
 from zoomin.models import build_model
 
 log = logging.getLogger(__name__)
@@ -81,15 +81,14 @@ def train(job: TrainingJob) -> dict[str, Any]:
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_state": None}
     checkpoint_path = job.checkpoint_dir / "last.pt"
     identity = run_identity(job, data)
+    outdated = stale_reason(checkpoint_path, identity, cfg["epochs"]) if checkpoint_path.exists() else None
+    if outdated is not None:  # Snakemake re-runs a job whose params changed: so do we, from scratch
+        log.warning("checkpoint %s is from an earlier configuration (%s): starting over", checkpoint_path, outdated)
+        checkpoint_path.unlink()
     if checkpoint_path.exists():
         state = load_checkpoint(
             checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, expected=identity
         )
-        if state["epoch"] > cfg["epochs"]:
-            raise InputFileError(
-                checkpoint_path,
-                f"is from epoch {state['epoch']} but training.epochs is {cfg['epochs']}; delete it to start over",
-            )
         log.info("resumed from checkpoint %s after epoch %d", checkpoint_path, state["epoch"])
 
     for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
@@ -196,7 +195,7 @@ def batch_masks(subset: Any, batch: list[int]) -> list[torch.Tensor | None]:
 def run_identity(job: TrainingJob, data: RunData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: run, seed, model, training settings (all but the
     number of epochs, which may grow) and the images the run trains and validates on. A checkpoint
-    left by an earlier config or dataset is refused instead of silently continued."""
+    of this run left by an earlier config or dataset is not continued: training starts over."""
     images = [
         [subset.image_id(i) for i in range(len(subset))] + [subset.label(i) for i in range(len(subset))]
         for subset in (data.train, data.val)
