@@ -48,9 +48,8 @@ def test_cv_runs_are_disjoint_and_cover_everything():
         train, val, test = set(split.train), set(split.val), set(split.test)
         assert not (train & val or train & test or val & test)
         assert train | val | test == ids
-        assert len(test) in (10, 11) and len(val) in (10, 11)
+        assert len(test) in (10, 11) and len(val) in (8, 9, 10)  # 10% of the other folds, per class
         tests.append(test)
-        assert split.val == run_split(data, fold=(fold + 1) % 10, repetition=2, n_folds=10).test
     assert set().union(*tests) == ids and sum(map(len, tests)) == len(ids)
     first = run_split(data, fold=0, repetition=0)
     assert first == run_split(data, fold=0, repetition=0)
@@ -70,7 +69,7 @@ def test_cv_refuses_bad_folds():
     with pytest.raises(ConfigError):
         run_split(data, fold=10, n_folds=10)
     with pytest.raises(ConfigError):
-        run_split(data, fold=0, n_folds=2)
+        run_split(data, fold=0, n_folds=1)
 
 
 def test_fixed_split_uses_the_split_column():

@@ -4,8 +4,10 @@ Cross-validation (every record has split ``all``, e.g. the colon dataset: 10 fol
 :func:`assign_folds` deals the images of each class, in an order shuffled by a generator seeded
 from ``(n_folds, repetition)``, round-robin onto the folds, so folds are stratified, disjoint, cover
 every image, differ between repetitions and do not depend on anything but those two numbers and the
-labels. For run ``(fold, repetition)`` the test set is fold ``fold``, the validation set is the next
-fold (``fold + 1`` modulo ``n_folds``) and the rest is the training set.
+labels. For run ``(fold, repetition)`` the test set is fold ``fold``; a stratified ``val_fraction``
+of the other folds is the validation set (carved as for fixed splits, below) and the rest is the
+training set. (Taking a whole fold for validation would leave a third of the images for training
+with three folds.)
 
 Fixed splits (``train``/``val``/``test`` in ``labels.csv``): the split column decides; when there is
 no ``val`` split a stratified ``val_fraction`` of ``train`` is carved out deterministically (seeded by
@@ -73,7 +75,7 @@ def run_split(
     labels = [record.label for record in dataset.records]
     splits = [record.split for record in dataset.records]
     if all(split == "all" for split in splits):
-        return _cv_split(ids, labels, fold, repetition, n_folds)
+        return _cv_split(ids, labels, fold, repetition, n_folds, val_fraction)
     if fold not in (None, 0):
         raise ConfigError(
             "runs.folds", f"dataset '{dataset.name}' has fixed train/test splits; folds do not apply"
@@ -108,16 +110,13 @@ def carve_validation(
 
 
 def _cv_split(
-    ids: list[str], labels: list[str], fold: int | None, repetition: int, n_folds: int
+    ids: list[str], labels: list[str], fold: int | None, repetition: int, n_folds: int, val_fraction: float
 ) -> RunSplit:
-    if n_folds < 3:
-        raise ConfigError("runs.folds", f"need at least 3 folds (test, val, train), got {n_folds}")
     if fold is None or not 0 <= fold < n_folds:
         raise ConfigError("runs.folds", f"fold must be in 0..{n_folds - 1}, got {fold}")
     folds = assign_folds(labels, n_folds, repetition)
-    val_fold = (fold + 1) % n_folds
+    rest = [(i, label) for i, label, f in zip(ids, labels, folds) if f != fold]
+    train, val = carve_validation([i for i, _ in rest], [label for _, label in rest], val_fraction, repetition)
     return RunSplit(
-        train=tuple(i for i, f in zip(ids, folds) if f not in (fold, val_fold)),
-        val=tuple(i for i, f in zip(ids, folds) if f == val_fold),
-        test=tuple(i for i, f in zip(ids, folds) if f == fold),
+        train=tuple(train), val=tuple(val), test=tuple(i for i, f in zip(ids, folds) if f == fold)
     )

@@ -257,11 +257,20 @@ class ViewCache:
     """Read access to a ``views.h5`` file.
 
     ``constructed_dir`` overrides the folder recorded in the file (where the full-resolution images
-    are read from), e.g. when results were moved to another machine.
+    are read from), e.g. when results were moved to another machine. Decoded full-resolution images
+    are kept in memory up to ``decoded_budget_bytes`` in all, so an epoch decodes each file once.
     """
 
-    def __init__(self, path: str | Path, constructed_dir: str | Path | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        constructed_dir: str | Path | None = None,
+        decoded_budget_bytes: int = 2 * 1024**3,
+    ):
         self.path = Path(path)
+        self.decoded_budget_bytes = int(decoded_budget_bytes)
+        self._decoded: dict[str, InMemoryImage] = {}
+        self._decoded_bytes = 0
         self._h5: h5py.File | None = None
         self._pid: int | None = None
         h5 = self._file()
@@ -328,6 +337,7 @@ class ViewCache:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_h5"], state["_pid"] = None, None  # h5py handles do not pickle: reopen on use
+        state["_decoded"], state["_decoded_bytes"] = {}, 0
         return state
 
     def __len__(self) -> int:
@@ -357,6 +367,23 @@ class ViewCache:
         name = f"masks/{image_id}/{scale_key(scale)}"
         h5 = self._file()
         return h5[name][()] if name in h5 else None
+
+    def decoded(self, image_id: str, path: Path, size: tuple[int, int]) -> InMemoryImage:
+        """The full-resolution image of ``image_id`` from ``path``, decoded once while the budget lasts."""
+        if image_id in self._decoded:
+            return self._decoded[image_id]
+        pixels = load_rgb(path)
+        if pixels.shape[:2] != size:
+            raise InputFileError(
+                path,
+                f"image is {pixels.shape[1]}x{pixels.shape[0]} but the view cache "
+                f"{self.path} recorded {size[1]}x{size[0]}; rebuild the cache",
+            )
+        image = InMemoryImage(pixels)
+        if self._decoded_bytes + pixels.nbytes <= self.decoded_budget_bytes:
+            self._decoded[image_id] = image
+            self._decoded_bytes += pixels.nbytes
+        return image
 
     def slide_cache_path(self, image_id: str) -> Path:
         """The per-slide HDF5 cache that ``/views/<image_id>`` links to (``kind: slide``)."""
@@ -406,14 +433,7 @@ class CachedImage:
 
     def _decoded(self) -> InMemoryImage:
         if self._full is None:
-            pixels = load_rgb(self.path)
-            if pixels.shape[:2] != self._size:
-                raise InputFileError(
-                    self.path,
-                    f"image is {pixels.shape[1]}x{pixels.shape[0]} but the view cache "
-                    f"{self._cache.path} recorded {self._size[1]}x{self._size[0]}; rebuild the cache",
-                )
-            self._full = InMemoryImage(pixels)
+            self._full = self._cache.decoded(self.image_id, self.path, self._size)
         return self._full
 
     def view(self, scale: float) -> torch.Tensor:

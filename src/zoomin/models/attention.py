@@ -1,6 +1,6 @@
 """The attention networks of both Zoom-In stages and of ATS (paper Appendix K).
 
-Three 3x3 convolutions, 3 -> 8 -> 8 -> 1 channels, padding 1, with ``tanh`` (default) or ``relu``
+Input standardised (:mod:`.standardise`), then three 3x3 convolutions, 3 -> 8 -> 8 -> 1 channels, padding 1, with ``tanh`` (default) or ``relu``
 after the first two. The last convolution is linear by default: its output is the attention logit
 map, and the softmax is taken by the model (over tiles after pooling in stage 1, over the positions
 of one tile in stage 2, over the whole view for ATS). Appendix K puts a ``tanh`` after the last
@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zoomin.models.standardise import Standardise
+
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
@@ -26,6 +28,7 @@ class AttentionNet(nn.Module):
             raise ValueError(f"attention activation must be one of {sorted(ACTIVATIONS)}")
         act = ACTIVATIONS[activation]
         layers: list[nn.Module] = [
+            Standardise(),
             nn.Conv2d(3, hidden, 3, padding=1),
             act(),
             nn.Conv2d(hidden, hidden, 3, padding=1),

@@ -1,12 +1,15 @@
 """Traffic-signs stand-in (Swedish Traffic Signs, speed-limit subset): tiny signs in a road scene.
 
 A road scene (sky, tree line, verges, asphalt with lane marks). Every image has one to three small
-round signs on poles along the roadside: a red ring around a white disk with a two-digit number drawn
-in a 3x5 pixel font (one pixel per font cell, every number with the same ink). An image of class 50, 70 or 80 has one sign showing that
-number; every other sign is a distractor showing 20, 30, 60 or 90 (other speed limits: same
-ring, same ink). EMPTY images have distractors only. At low resolution all signs look alike;
-only the digits decide. Classes [EMPTY, 50, 70, 80], imbalanced (EMPTY most frequent), split
-train/test (a validation set is carved from train later).
+signs on poles along the roadside. A speed-limit sign is a red ring around a white disk with a
+two-digit number drawn in a 3x5 font (``font_scale`` pixels per font cell, every number with the
+same ink). An image of class 50, 70 or 80 has one sign showing that number; every other sign is a
+distractor: with ``distractors: speed`` another speed limit (20, 30, 60 or 90: same ring, same ink,
+so at low resolution all signs look alike and only the digits decide), with ``distractors: other``
+a warning triangle or a blue mandatory sign (as in the real images, where most signs are not speed
+limits: a low-resolution view can tell that a speed limit is there, only the digits say which).
+EMPTY images have distractors only. Classes [EMPTY, 50, 70, 80], imbalanced (EMPTY most frequent),
+split train/test (a validation set is carved from train later).
 """
 
 from __future__ import annotations
@@ -22,11 +25,14 @@ from zoomin.errors import ConfigError
 
 CLASSES = ["EMPTY", "50", "70", "80"]
 DISTRACTOR_NUMBERS = ["20", "30", "60", "90"]
+OTHER_SIGNS = ["warning", "mandatory"]
 DEFAULTS: dict[str, Any] = {
     "n_images": 160,
     "image_size": [640, 480],  # width, height
     "sign_min": 14,  # sign diameter range, px
     "sign_max": 20,
+    "font_scale": 1,  # pixels per font cell; 2 needs sign_min >= 24
+    "distractors": "speed",  # speed: other speed limits (20/30/60/90); other: warning and blue signs
     "max_distractors": 2,  # signs besides the deciding one (uniform 0..max)
     "empty_fraction": 0.4,
 }
@@ -47,8 +53,16 @@ def _check(params: dict[str, Any]) -> None:
     width, height = params["image_size"]
     if width < 160 or height < 120:
         raise ConfigError("construct.image_size", f"traffic-sign scenes need at least 160x120 px, got {width}x{height}")
-    if not 13 <= params["sign_min"] <= params["sign_max"]:
-        raise ConfigError("construct.sign_min", "need 13 <= sign_min <= sign_max")
+    if params["distractors"] not in ("speed", "other"):
+        raise ConfigError("construct.distractors", f"must be 'speed' or 'other', got {params['distractors']!r}")
+    if int(params["font_scale"]) != params["font_scale"] or not 1 <= params["font_scale"] <= 4:
+        raise ConfigError("construct.font_scale", f"must be an integer in 1..4, got {params['font_scale']}")
+    smallest = max(13, 12 * int(params["font_scale"]))
+    if not smallest <= params["sign_min"] <= params["sign_max"]:
+        raise ConfigError(
+            "construct.sign_min",
+            f"need {smallest} <= sign_min <= sign_max for font_scale {params['font_scale']}",
+        )
     if not 0.0 < params["empty_fraction"] < 1.0:
         raise ConfigError("construct.empty_fraction", "must be in (0, 1)")
 
@@ -84,25 +98,46 @@ def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
     return canvas, horizon, vanish_x
 
 
-def sign_patch(number: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGB float patch and coverage alpha of a round speed-limit sign (anti-aliased by supersampling)."""
+def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float patch and coverage alpha of a round speed-limit sign (anti-aliased by supersampling);
+    each font cell is ``font_scale`` x ``font_scale`` pixels."""
     big = diameter * SUPERSAMPLE
     image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     ring = max(2, int(round(diameter * 0.12))) * SUPERSAMPLE
     draw.ellipse([0, 0, big - 1, big - 1], fill=(205, 30, 38, 255))
     draw.ellipse([ring, ring, big - 1 - ring, big - 1 - ring], fill=(238, 238, 232, 255))
-    glyph_w = 3 * len(number) + len(number) - 1  # in pixels, aligned to the pixel grid
-    x0, y0 = (diameter - glyph_w) // 2, (diameter - 5) // 2
+    cell = font_scale * SUPERSAMPLE
+    glyph_w = (3 * len(number) + len(number) - 1) * font_scale  # in pixels, aligned to the pixel grid
+    x0, y0 = (diameter - glyph_w) // 2, (diameter - 5 * font_scale) // 2
     for index, digit in enumerate(number):
         for row, bits in enumerate(FONT[digit]):
             for col, bit in enumerate(bits):
                 if bit == "1":
-                    left = (x0 + index * 4 + col) * SUPERSAMPLE
-                    top = (y0 + row) * SUPERSAMPLE
-                    draw.rectangle(
-                        [left, top, left + SUPERSAMPLE - 1, top + SUPERSAMPLE - 1], fill=(20, 20, 24, 255)
-                    )
+                    left = x0 * SUPERSAMPLE + (index * 4 + col) * cell
+                    top = y0 * SUPERSAMPLE + row * cell
+                    draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=(20, 20, 24, 255))
+    small = np.asarray(image.resize((diameter, diameter), Image.Resampling.BOX), dtype=np.float32)
+    alpha = small[:, :, 3:] / 255.0
+    rgb = np.where(alpha > 0, small[:, :, :3] / np.maximum(alpha, 1e-6), 0.0)
+    return rgb, alpha
+
+
+def other_sign_patch(kind: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sign that is not a speed limit: ``warning`` (red-rimmed triangle) or ``mandatory`` (blue
+    disk with a white bar); same RGB/alpha form as :func:`sign_patch`."""
+    big = diameter * SUPERSAMPLE
+    image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    if kind == "warning":
+        rim = max(2, int(round(diameter * 0.14))) * SUPERSAMPLE
+        draw.polygon([(big / 2, 0), (big - 1, big - 1), (0, big - 1)], fill=(205, 30, 38, 255))
+        draw.polygon([(big / 2, rim * 1.9), (big - 1 - rim * 1.6, big - 1 - rim), (rim * 1.6, big - 1 - rim)],
+                     fill=(238, 238, 232, 255))
+    else:
+        draw.ellipse([0, 0, big - 1, big - 1], fill=(30, 80, 180, 255))
+        bar = big // 6
+        draw.rectangle([big // 4, big // 2 - bar // 2, big - big // 4, big // 2 + bar // 2], fill=(238, 238, 232, 255))
     small = np.asarray(image.resize((diameter, diameter), Image.Resampling.BOX), dtype=np.float32)
     alpha = small[:, :, 3:] / 255.0
     rgb = np.where(alpha > 0, small[:, :, :3] / np.maximum(alpha, 1e-6), 0.0)
@@ -110,14 +145,23 @@ def sign_patch(number: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def paint_sign(
-    canvas: np.ndarray, rng: np.random.Generator, number: str, diameter: int, top: int, left: int
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    number: str,
+    diameter: int,
+    top: int,
+    left: int,
+    font_scale: int = 1,
 ) -> None:
     """A sign on a grey pole; lighting varies per sign."""
     height, width = canvas.shape[:2]
     pole_x = left + diameter // 2
     pole_bottom = min(height, top + diameter + int(diameter * rng.uniform(1.5, 3.0)))
     canvas[top + diameter // 2 : pole_bottom, max(pole_x - 1, 0) : min(pole_x + 1, width)] = 120.0
-    rgb, alpha = sign_patch(number, diameter)
+    if number in OTHER_SIGNS:
+        rgb, alpha = other_sign_patch(number, diameter)
+    else:
+        rgb, alpha = sign_patch(number, diameter, font_scale)
     rgb = rgb * rng.uniform(0.7, 1.05) + rng.normal(0.0, 4.0, rgb.shape[:2] + (1,))
     y1, x1 = min(top + diameter, height), min(left + diameter, width)
     region = canvas[top:y1, left:x1]
@@ -130,7 +174,8 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
     canvas, horizon, vanish_x = scene(rng, height, width)
     numbers = [] if label == "EMPTY" else [label]
     n_distractors = int(rng.integers(0, params["max_distractors"] + 1)) + (1 if label == "EMPTY" else 0)
-    numbers += [str(rng.choice(DISTRACTOR_NUMBERS)) for _ in range(n_distractors)]
+    pool = DISTRACTOR_NUMBERS if params["distractors"] == "speed" else OTHER_SIGNS
+    numbers += [str(rng.choice(pool)) for _ in range(n_distractors)]
     objects = []
     placed: list[tuple[int, int, int]] = []
     for number in numbers:
@@ -145,7 +190,7 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
                    for t, l, d in placed):
                 break
         placed.append((top, left, diameter))
-        paint_sign(canvas, rng, number, diameter, top, left)
+        paint_sign(canvas, rng, number, diameter, top, left, int(params["font_scale"]))
         if number == numbers[0] and not objects:
             objects.append((top + diameter / 2, left + diameter / 2))
     return Rendered(pixels=to_uint8(canvas), objects=np.array(objects, dtype=float).reshape(-1, 2))
