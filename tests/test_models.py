@@ -153,6 +153,34 @@ def test_resnet16_feature_net_runs():
     assert model.features.out_dim == 32
 
 
+def test_lenet_feature_variants_differ_only_in_the_normalisation():
+    from zoomin.models.features import build_feature_net
+
+    torch.manual_seed(0)
+    normalised = build_feature_net("lenet")
+    raw = build_feature_net("lenet_unnormalised")
+    raw.load_state_dict(normalised.state_dict())
+    patches = torch.rand(5, 3, 27, 27)
+    unit, plain = normalised(patches), raw(patches)
+    assert torch.allclose(unit.norm(dim=1), torch.ones(5))
+    assert not torch.allclose(plain.norm(dim=1), torch.ones(5))
+    assert torch.allclose(F.normalize(plain, dim=1), unit, atol=1e-6)
+    model = build_model("zoomin", 2, feature="lenet_unnormalised")
+    assert model.features.normalise is False
+
+
+def test_lenet_and_attention_nets_see_standardised_pixels():
+    """Grey 0.5 is the zero input: a plain conv then outputs its bias only."""
+    from zoomin.models.attention import AttentionNet
+    from zoomin.models.standardise import Standardise
+
+    assert torch.equal(Standardise()(torch.tensor([0.0, 0.5, 1.0])), torch.tensor([-2.0, 0.0, 2.0]))
+    net = AttentionNet()
+    first_conv = net.layers[1]
+    grey = torch.full((1, 3, 6, 6), 0.5)
+    assert torch.allclose(first_conv(net.layers[0](grey))[0, :, 3, 3], first_conv.bias, atol=1e-6)
+
+
 # ---------------------------------------------------------------------------- determinism
 @pytest.mark.parametrize("model_type", ATTENTION_MODELS)
 def test_same_seed_same_result_different_seed_different_samples(model_type):

@@ -99,7 +99,35 @@ def test_bad_parameters_are_config_errors(tmp_path):
         generate("colon", tmp_path / "x", seed=0, n_images="many")
     with pytest.raises(ConfigError, match="construct.seed"):
         generate("colon", tmp_path / "x", seed=-1)
+    with pytest.raises(ConfigError, match="construct.sign_min"):
+        generate("traffic_signs", tmp_path / "x", seed=0, font_scale=2, sign_min=20)
+    with pytest.raises(ConfigError, match="construct.distractors"):
+        generate("traffic_signs", tmp_path / "x", seed=0, distractors="trucks")
     assert not (tmp_path / "x").exists()
+
+
+def test_traffic_sign_options_change_the_signs_not_the_scene():
+    """``font_scale: 2`` doubles the glyph (more dark ink inside the sign); ``distractors: other``
+    puts blue mandatory signs or warning triangles where speed limits were."""
+    params = {"image_size": [320, 240], "sign_min": 24, "sign_max": 28}
+    small = render_one("traffic_signs", 0, 1, "50", "train", **params)
+    large = render_one("traffic_signs", 0, 1, "50", "train", font_scale=2, **params)
+    assert np.array_equal(small.objects, large.objects)
+    cy, cx = small.objects[0].astype(int)
+
+    def dark_pixels(pixels):
+        return int((crop_padded(pixels, cy - 8, cx - 8, 16, 16).max(axis=2) < 90).sum())
+
+    assert dark_pixels(large.pixels) > 2 * dark_pixels(small.pixels)
+
+    def blue_pixels(pixels):
+        p = pixels.astype(int)
+        return int(((p[:, :, 2] > 100) & (p[:, :, 0] < 60)).sum())
+
+    speed = [render_one("traffic_signs", 0, i, "EMPTY", "train", **params) for i in range(6)]
+    other = [render_one("traffic_signs", 0, i, "EMPTY", "train", distractors="other", **params) for i in range(6)]
+    assert sum(blue_pixels(r.pixels) for r in speed) == 0
+    assert sum(blue_pixels(r.pixels) for r in other) > 0
 
 
 def test_failed_generation_leaves_no_folder(tmp_path, monkeypatch):

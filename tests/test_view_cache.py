@@ -177,3 +177,24 @@ def test_cli_build_views(constructed, tmp_path):
                      "--out", str(out), "--no-progress"])
     assert code == 0 and ViewCache(out).scales == (0.1, 0.2)
     assert cli_main(["build-views", "--constructed", str(tmp_path / "nope"), "--scales", "0.1", "--out", str(out)]) == 1
+
+
+def test_decoded_images_are_kept_within_the_budget(constructed, tmp_path, monkeypatch):
+    path = build_view_cache(constructed, SCALES, tmp_path / "views.h5", progress=False)
+    decoded = []
+    real_load = view_cache_module.load_rgb
+
+    def counting(file):
+        decoded.append(file)
+        return real_load(file)
+
+    monkeypatch.setattr(view_cache_module, "load_rgb", counting)
+    cache = ViewCache(path)
+    centre = torch.tensor([[5.0, 5.0]])
+    first = cache.image("rgb").patches(centre, 4)
+    assert torch.equal(cache.image("rgb").patches(centre, 4), first)  # a fresh CachedImage, no decode
+    assert len(decoded) == 1
+    tight = ViewCache(path, decoded_budget_bytes=0)
+    tight.image("rgb").patches(centre, 4)
+    tight.image("rgb").patches(centre, 4)
+    assert len(decoded) == 3  # over budget: decoded each time, nothing kept
