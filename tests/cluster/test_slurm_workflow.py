@@ -1,7 +1,8 @@
 """The tiny-config DAG of the real workflow through SLURM equals the same DAG run locally.
 
 Brings up the single-node test cluster (``slurm-up.sh``), then runs, in two throw-away
-copies of the repository and at the same time,
+copies of the repository and at the same time (the local run is the suite's shared
+``tiny_local_run`` when it has not been made yet),
 
   * ``snakemake results/table1.csv --configfile tests/data/tiny_config.yaml
     --profile profiles/slurm --profile tests/cluster/profile``  (GPU requests overridden to 0)
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -78,12 +80,27 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
     if not TINY_CONFIG.is_file():
         pytest.fail(f"{TINY_CONFIG} is missing")
     slurm_dir = copy_workflow(tmp_path_factory.mktemp("slurm"))
-    local_dir = _shared_local_run(request)
 
     t0 = time.monotonic()
+    outcome: dict = {}
+    finished_at: list[float] = []
+
+    def submit() -> None:  # the SLURM run mostly waits for status checks: run it alongside
+        try:
+            outcome["slurm"] = run_snakemake(
+                [TARGET, "--configfile", str(TINY_CONFIG)] + slurm_profile_args(),
+                cwd=slurm_dir,
+                timeout=1500,
+            )
+        except BaseException as error:  # pytest.fail inside the thread: re-raised below
+            outcome["error"] = error
+        finished_at.append(time.monotonic())
+
+    submitter = threading.Thread(target=submit, daemon=True)
+    submitter.start()
+    local_dir = _shared_local_run(request)
     local = None
     if local_dir is None:
-        # the local run computes while the SLURM run mostly waits for status checks;
         # its output goes to a file (a full pipe would stall it)
         local_dir = copy_workflow(tmp_path_factory.mktemp("local"))
         local_log = open(local_dir / "snakemake-local.log", "w")
@@ -95,12 +112,13 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
             stderr=subprocess.STDOUT,
         )
     try:
-        slurm = run_snakemake(
-            [TARGET, "--configfile", str(TINY_CONFIG)] + slurm_profile_args(),
-            cwd=slurm_dir,
-            timeout=1500,
-        )
-        slurm_seconds = time.monotonic() - t0
+        submitter.join(timeout=1600)
+        if "error" in outcome:
+            raise outcome["error"]
+        if "slurm" not in outcome:
+            pytest.fail("the SLURM run did not finish within 1600 s")
+        slurm = outcome["slurm"]
+        slurm_seconds = finished_at[0] - t0
         if local is not None:
             local.wait(timeout=1500)
     finally:
@@ -111,8 +129,7 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
             local_log.close()
     total = time.monotonic() - t0
     print(
-        f"\ntiny DAG through SLURM: {slurm_seconds:.0f} s"
-        + (f"; local run alongside, both done in {total:.0f} s" if local is not None else "")
+        f"\ntiny DAG through SLURM: {slurm_seconds:.0f} s; the local run alongside, both done in {total:.0f} s"
     )
     slurm_out = slurm.stdout + slurm.stderr
     if local is not None:
