@@ -98,6 +98,14 @@ def scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
     return canvas, horizon, vanish_x
 
 
+def downsampled_rgb_alpha(image: Image.Image, diameter: int) -> tuple[np.ndarray, np.ndarray]:
+    """A supersampled RGBA drawing box-filtered to ``diameter`` px: un-premultiplied RGB and alpha."""
+    small = np.asarray(image.resize((diameter, diameter), Image.Resampling.BOX), dtype=np.float32)
+    alpha = small[:, :, 3:] / 255.0
+    rgb = np.where(alpha > 0, small[:, :, :3] / np.maximum(alpha, 1e-6), 0.0)
+    return rgb, alpha
+
+
 def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """RGB float patch and coverage alpha of a round speed-limit sign (anti-aliased by supersampling);
     each font cell is ``font_scale`` x ``font_scale`` pixels."""
@@ -117,10 +125,7 @@ def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndar
                     left = x0 * SUPERSAMPLE + (index * 4 + col) * cell
                     top = y0 * SUPERSAMPLE + row * cell
                     draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=(20, 20, 24, 255))
-    small = np.asarray(image.resize((diameter, diameter), Image.Resampling.BOX), dtype=np.float32)
-    alpha = small[:, :, 3:] / 255.0
-    rgb = np.where(alpha > 0, small[:, :, :3] / np.maximum(alpha, 1e-6), 0.0)
-    return rgb, alpha
+    return downsampled_rgb_alpha(image, diameter)
 
 
 def other_sign_patch(kind: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +143,7 @@ def other_sign_patch(kind: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
         draw.ellipse([0, 0, big - 1, big - 1], fill=(30, 80, 180, 255))
         bar = big // 6
         draw.rectangle([big // 4, big // 2 - bar // 2, big - big // 4, big // 2 + bar // 2], fill=(238, 238, 232, 255))
-    small = np.asarray(image.resize((diameter, diameter), Image.Resampling.BOX), dtype=np.float32)
-    alpha = small[:, :, 3:] / 255.0
-    rgb = np.where(alpha > 0, small[:, :, :3] / np.maximum(alpha, 1e-6), 0.0)
-    return rgb, alpha
+    return downsampled_rgb_alpha(image, diameter)
 
 
 def paint_sign(
