@@ -14,7 +14,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from zoomin.atomic import atomic_path  # noqa: E402
@@ -114,6 +113,8 @@ def _stage2_canvas(details: dict[str, Any], grid: tuple[int, int]) -> np.ndarray
 def _gallery(image, centres: np.ndarray, size: int, columns: int = 5) -> np.ndarray:
     if len(centres) == 0 or size == 0:
         return np.ones((8, 8, 3))
+    import torch  # here, not at the top: the training-curve jobs then start without loading torch
+
     patches = image.patches(torch.as_tensor(centres), size).permute(0, 2, 3, 1).numpy()
     rows = int(np.ceil(len(patches) / columns))
     pad = 2

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import efficientnet_b0
 
 from zoomin.image_access import ImageAccess
 from zoomin.models.batching import run_grouped, to_module
@@ -102,4 +101,7 @@ def small_resnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
 
 def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
     """torchvision's EfficientNet-B0 (random init) on views at ``scale``."""
+    # imported here: torchvision takes ~3 s to import, which every other job would pay
+    from torchvision.models import efficientnet_b0
+
     return ViewClassifier(efficientnet_b0(weights=None, num_classes=num_classes), scale)
