@@ -2,7 +2,7 @@
 
 Brings up the single-node test cluster (``slurm-up.sh``), then runs, in two throw-away
 copies of the repository and at the same time (the local run is the suite's shared
-``tiny_local_run`` when it has not been made yet),
+``tiny_local_run``, made now if no earlier test made it),
 
   * ``snakemake results/table1.csv --configfile tests/data/tiny_config.yaml
     --profile profiles/slurm --profile tests/cluster/profile``  (GPU requests overridden to 0)
@@ -83,7 +83,6 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
 
     t0 = time.monotonic()
     outcome: dict = {}
-    finished_at: list[float] = []
 
     def submit() -> None:  # the SLURM run mostly waits for status checks: run it alongside
         try:
@@ -92,9 +91,9 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
                 cwd=slurm_dir,
                 timeout=1500,
             )
+            outcome["seconds"] = time.monotonic() - t0
         except BaseException as error:  # pytest.fail inside the thread: re-raised below
             outcome["error"] = error
-        finished_at.append(time.monotonic())
 
     submitter = threading.Thread(target=submit, daemon=True)
     submitter.start()
@@ -118,7 +117,7 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
         if "slurm" not in outcome:
             pytest.fail("the SLURM run did not finish within 1600 s")
         slurm = outcome["slurm"]
-        slurm_seconds = finished_at[0] - t0
+        slurm_seconds = outcome["seconds"]
         if local is not None:
             local.wait(timeout=1500)
     finally:
@@ -129,7 +128,7 @@ def both_runs(request, slurm_cluster, tmp_path_factory):
             local_log.close()
     total = time.monotonic() - t0
     print(
-        f"\ntiny DAG through SLURM: {slurm_seconds:.0f} s; the local run alongside, both done in {total:.0f} s"
+        f"\ntiny DAG through SLURM: {slurm_seconds:.0f} s; with the local run, both done in {total:.0f} s"
     )
     slurm_out = slurm.stdout + slurm.stderr
     if local is not None:
