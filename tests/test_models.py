@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoomin.errors import ConfigError
+from zoomin.errors import ConfigError, UserError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import MODEL_TYPES, ModelOutput, build_model
 
@@ -284,6 +284,20 @@ def test_build_model_rejects_bad_config(model_type, params, key):
     assert key in str(error.value)
 
 
+@pytest.mark.parametrize("model_type, side", [("cnn", 32), ("efficientnet_b0", 64)])
+def test_cnn_refuses_to_train_on_a_lone_view_too_small_for_batchnorm(model_type, side):
+    """A view no larger than the total stride, alone in its size group, would reach BatchNorm as
+    one value per channel; the error must say which view, which scale and what to change."""
+    model = small_model(model_type)  # scale 0.5: a view of side/2 px, just the total stride
+    images = [random_image(0, side, side), random_image(1, 96, 96)]
+    with pytest.raises(UserError, match=rf"image 0 .*scale 0.5 is {side // 2}x{side // 2} px.*Raise the method's `scale`"):
+        model(images)
+    model.eval()  # inference uses running statistics: the same batch runs
+    assert model(images).logits.shape == (2, 3)
+    model.train()  # two views of the same size form one group: BatchNorm sees two values per channel
+    assert model([random_image(0, side, side), random_image(1, side, side)]).logits.shape == (2, 3)
+
+
 def test_build_model_rejects_bad_num_classes():
     with pytest.raises(ConfigError, match="num_classes"):
         build_model("zoomin", 0)
@@ -294,7 +308,7 @@ def test_build_model_rejects_bad_num_classes():
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_models_run_on_cuda(model_type):
     model = small_model(model_type).cuda()
-    images = [random_image(16), random_image(17, 70, 50)]
+    images = [random_image(16, 80, 80), random_image(17, 90, 70)]  # views > 32 px: EfficientNet trains
     out = model(images, torch.Generator(device="cuda").manual_seed(0))
     assert out.logits.device.type == "cuda"
     out.logits.sum().backward()

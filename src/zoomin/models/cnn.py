@@ -13,12 +13,14 @@ parameter-free average pooling), a final strided 3x3 convolution, global average
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoomin.errors import UserError
 from zoomin.image_access import ImageAccess
 from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.output import ModelOutput, check_sampling
@@ -68,12 +70,20 @@ class SmallResNet(nn.Module):
 
 
 class ViewClassifier(nn.Module):
-    """Runs a CNN ``backbone`` (images -> logits) on ``image.view(scale)`` of each image."""
+    """Runs a CNN ``backbone`` (images -> logits) on ``image.view(scale)`` of each image.
 
-    def __init__(self, backbone: nn.Module, scale: float = 1.0):
+    ``downsampling`` is the backbone's total stride. In training, a view with neither side larger
+    than it ends as a 1x1 feature map, and when no other view of the batch has its size (equal
+    sizes run as one group) BatchNorm cannot normalise a single value per channel: such a view is
+    refused with an error that says what to change, instead of PyTorch's.
+    """
+
+    def __init__(self, backbone: nn.Module, scale: float = 1.0, downsampling: int = 1, name: str = "CNN"):
         super().__init__()
         self.backbone = backbone
         self.scale = float(scale)
+        self.downsampling = int(downsampling)
+        self.name = name
 
     def forward(
         self,
@@ -84,8 +94,22 @@ class ViewClassifier(nn.Module):
         """Logits of the views; ``generator`` and ``sampling`` are accepted and ignored."""
         check_sampling(sampling)
         views = [to_module(image.view(self.scale), self) for image in images]
+        if self.training:
+            self._check_trainable(views)
         logits = torch.stack(run_grouped(self.backbone, views))
         return ModelOutput(logits, logits.new_zeros(len(images)), [{} for _ in images], [])
+
+    def _check_trainable(self, views: list[torch.Tensor]) -> None:
+        shapes = Counter(tuple(view.shape) for view in views)
+        for index, view in enumerate(views):
+            height, width = view.shape[-2:]
+            if max(height, width) <= self.downsampling and shapes[tuple(view.shape)] == 1:
+                raise UserError(
+                    f"{self.name}: the view of image {index} of the batch at scale {self.scale} is "
+                    f"{height}x{width} px, too small to train on: the network downsamples by "
+                    f"{self.downsampling}, so at least one side must exceed {self.downsampling} px. "
+                    "Raise the method's `scale` or use larger images."
+                )
 
     def contrastive_logits(
         self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
@@ -96,7 +120,7 @@ class ViewClassifier(nn.Module):
 
 def small_resnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
     """The colon baseline CNN on views at ``scale``."""
-    return ViewClassifier(SmallResNet(num_classes), scale)
+    return ViewClassifier(SmallResNet(num_classes), scale, downsampling=16, name="CNN (small ResNet)")
 
 
 def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
@@ -104,4 +128,6 @@ def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
     # imported here: torchvision takes ~3 s to import, which every other job would pay
     from torchvision.models import efficientnet_b0
 
-    return ViewClassifier(efficientnet_b0(weights=None, num_classes=num_classes), scale)
+    return ViewClassifier(
+        efficientnet_b0(weights=None, num_classes=num_classes), scale, downsampling=32, name="EfficientNet-B0"
+    )

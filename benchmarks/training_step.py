@@ -1,0 +1,151 @@
+"""Training-step time and peak training memory per (dataset, method) of a config, on one device.
+
+    python benchmarks/training_step.py [--device cpu|cuda] [--config config/config.yaml]
+        [--epochs 2] [--n-images N] [--datasets colon fmow ...] [--mixed-precision] [--out CSV]
+
+For each dataset of the config (default: the embedded default) the stand-in is constructed and its
+view cache built under ``benchmarks/out/training_step/<dataset>/`` (kept between calls), then each
+of the dataset's methods is trained for ``--epochs`` epochs of its first run with the workflow's own
+``zoomin.training.train`` and evaluated with ``zoomin.evaluation.evaluate``, exactly as the
+``train`` and ``evaluate`` rules do. Accuracy after so few epochs means nothing and is not reported.
+
+Columns of the CSV (and of the Markdown table written next to it):
+
+* ``epoch_s``: the mean epoch time (training steps and the validation pass) over the epochs after
+  the first, which pays for cuDNN autotuning and lazy initialisation (``first_epoch_s``; with
+  ``--epochs 1`` it is that epoch); ``ms_per_step`` is it divided by the optimiser steps per epoch;
+* ``train_peak_mb``: on CUDA, ``torch.cuda.max_memory_allocated`` over the whole training call
+  (model, Adam state, activations of a batch, the validation pass); empty on the CPU;
+* ``infer_peak_mb``, ``infer_time_ms``, ``gflops``: the evaluation rule's per-image measurement
+  (``zoomin.measure``; batch 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from zoomin import config as zconfig
+from zoomin.commands.construct import construct
+from zoomin.data.splits import load_run_data
+from zoomin.data.view_cache import build_view_cache
+from zoomin.device import choose_device
+from zoomin.evaluation import evaluate
+from zoomin.training import TrainingJob, train
+
+LOG = logging.getLogger("benchmarks.training_step")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def prepare_views(config: dict, dataset: str, work: Path, n_images: int | None) -> Path:
+    """Construct the dataset and cache its views once; later calls reuse them."""
+    ds = config["datasets"][dataset]
+    params = dict(ds["construct"])
+    if n_images is not None:
+        params["n_images"] = n_images
+    views = work / dataset / f"views_{params.get('n_images', 'all')}.h5"
+    if views.exists():
+        return views
+    constructed = work / dataset / f"constructed_{params.get('n_images', 'all')}"
+    shutil.rmtree(constructed, ignore_errors=True)
+    construct(ds["source"], ds.get("raw_dir"), constructed, name=dataset, params=params)
+    build_view_cache(constructed, zconfig.view_scales(config, dataset), views, progress=False)
+    return views
+
+
+def measure_method(config: dict, dataset: str, method: str, views: Path, work: Path, args) -> dict:
+    ds = config["datasets"][dataset]
+    run = zconfig.run_ids(ds)[0]
+    training = dict(zconfig.training(config, dataset, method), epochs=args.epochs)
+    out = work / dataset / method / args.device
+    shutil.rmtree(out, ignore_errors=True)  # no checkpoint to resume from: every call trains anew
+    job = TrainingJob(
+        views=views,
+        model_type=config["methods"][method]["model"],
+        model_params=zconfig.model_params(config, dataset, method),
+        training=training,
+        dataset_config=ds,
+        run=run,
+        seed=zconfig.run_seed(config, run),
+        checkpoint_dir=out / "checkpoint",
+        out_model=out / "model.pt",
+        out_history=out / "history.csv",
+        device=args.device,
+        mixed_precision=args.mixed_precision,
+    )
+    device = choose_device(args.device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    train(job)
+    train_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else math.nan
+    history = pd.read_csv(job.out_history)
+    steady = history["seconds"].iloc[1:] if len(history) > 1 else history["seconds"]
+    steps = math.ceil(len(load_run_data(views, ds, run).train) / training["batch_size"])
+    metrics = evaluate(
+        views=views, model_path=job.out_model, dataset_config=ds, run=run, seed=job.seed,
+        sampling=training["sampling_at_test"], out_metrics=out / "metrics.json", device=args.device,
+    )
+    return {
+        "dataset": dataset,
+        "method": method,
+        "device": metrics["device_name"],
+        "epochs": args.epochs,
+        "steps_per_epoch": steps,
+        "epoch_s": float(steady.mean()),
+        "ms_per_step": 1000 * float(steady.mean()) / steps,
+        "first_epoch_s": float(history["seconds"].iloc[0]),
+        "train_peak_mb": train_peak,
+        "infer_peak_mb": metrics["peak_memory_mb"],
+        "infer_time_ms": metrics["time_ms"],
+        "gflops": metrics["gflops"],
+        "mixed_precision": args.mixed_precision,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=REPO / "config" / "config.yaml")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--n-images", type=int, default=None, help="override each stand-in's n_images")
+    parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--mixed-precision", action="store_true", help="autocast (CUDA only)")
+    parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "out" / "training_step")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    LOG.setLevel(logging.INFO)
+
+    config = zconfig.load(args.config)
+    datasets = args.datasets or [d for d, ds in config["datasets"].items() if ds["source"] == "synthetic"]
+    out = args.out or args.work / f"training_step_{args.device}.csv"
+    rows = []
+    started = time.perf_counter()
+    for dataset in datasets:
+        views = prepare_views(config, dataset, args.work, args.n_images)
+        for method in config["datasets"][dataset]["methods"]:
+            LOG.info("%s / %s on %s", dataset, method, args.device)
+            rows.append(measure_method(config, dataset, method, views, args.work, args))
+    table = pd.DataFrame(rows)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    markdown = table.to_markdown(index=False, floatfmt=".4g")
+    out.with_suffix(".md").write_text(
+        f"Command: `python {' '.join(sys.argv)}`; torch {torch.__version__}; "
+        f"{time.perf_counter() - started:.0f} s in all.\n\n{markdown}\n"
+    )
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
