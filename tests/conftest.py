@@ -12,6 +12,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workflow_helpers import TINY_CONFIG, copy_workflow, snakemake  # noqa: E402
 
 
+# Test modules marked xdist_group("tiny_dag"): the SLURM tests and those sharing the tiny DAG run.
+GROUPED_MODULES = ("tests/cluster/", "tests/test_workflow.py")
+
+
+def pytest_xdist_node_collection_finished(node, ids):
+    """Under ``--dist loadgroup`` pytest-xdist tags each grouped test's id with ``@<group>``. Where it
+    cannot (pytest 9.2 with xdist 3.8), the SLURM tests would run in two workers at once, two
+    ``slurm-up.sh`` racing on /etc/slurm, and the tiny DAG would run twice: stop with the reason."""
+    if node.config.getoption("dist") != "loadgroup":
+        return
+    untagged = [i for i in ids if i.startswith(GROUPED_MODULES) and "@" not in i]
+    if untagged:
+        pytest.exit(
+            f"pytest-xdist did not apply the xdist_group marks (pytest {pytest.__version__}), e.g. to "
+            f"{untagged[0]}. Install the pytest that pyproject.toml pins, or run with -n 0 (no workers).",
+            returncode=4,
+        )
+
+
 @pytest.fixture(scope="session")
 def tiny_local_run(tmp_path_factory) -> Path:
     """A repo copy in which `snakemake all --cores 2 --configfile tests/data/tiny_config.yaml` finished."""
