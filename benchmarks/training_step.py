@@ -37,7 +37,6 @@ from zoomin import config as zconfig
 from zoomin.commands.construct import construct
 from zoomin.data.splits import load_run_data
 from zoomin.data.view_cache import build_view_cache
-from zoomin.device import choose_device
 from zoomin.evaluation import evaluate
 from zoomin.training import TrainingJob, train
 
@@ -61,7 +60,7 @@ def prepare_views(config: dict, dataset: str, work: Path, n_images: int | None) 
     return views
 
 
-def measure_method(config: dict, dataset: str, method: str, views: Path, work: Path, args) -> dict:
+def measure_method(config: dict, dataset: str, method: str, views: Path, n_train: int, work: Path, args) -> dict:
     ds = config["datasets"][dataset]
     run = zconfig.run_ids(ds)[0]
     training = dict(zconfig.training(config, dataset, method), epochs=args.epochs)
@@ -81,15 +80,14 @@ def measure_method(config: dict, dataset: str, method: str, views: Path, work: P
         device=args.device,
         mixed_precision=args.mixed_precision,
     )
-    device = choose_device(args.device)
-    if device.type == "cuda":
+    if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     train(job)
-    train_peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else math.nan
+    train_peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else math.nan
     history = pd.read_csv(job.out_history)
     steady = history["seconds"].iloc[1:] if len(history) > 1 else history["seconds"]
-    steps = math.ceil(len(load_run_data(views, ds, run).train) / training["batch_size"])
+    steps = math.ceil(n_train / training["batch_size"])
     metrics = evaluate(
         views=views, model_path=job.out_model, dataset_config=ds, run=run, seed=job.seed,
         sampling=training["sampling_at_test"], out_metrics=out / "metrics.json", device=args.device,
@@ -132,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for dataset in datasets:
         views = prepare_views(config, dataset, args.work, args.n_images)
-        for method in config["datasets"][dataset]["methods"]:
+        ds = config["datasets"][dataset]
+        n_train = len(load_run_data(views, ds, zconfig.run_ids(ds)[0]).train)
+        for method in ds["methods"]:
             LOG.info("%s / %s on %s", dataset, method, args.device)
-            rows.append(measure_method(config, dataset, method, views, args.work, args))
+            rows.append(measure_method(config, dataset, method, views, n_train, args.work, args))
     table = pd.DataFrame(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

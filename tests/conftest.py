@@ -12,8 +12,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from workflow_helpers import TINY_CONFIG, copy_workflow, snakemake  # noqa: E402
 
 
-# Test modules marked xdist_group("tiny_dag"): the SLURM tests and those sharing the tiny DAG run.
-GROUPED_MODULES = ("tests/cluster/", "tests/test_workflow.py")
+# Tests that must share one pytest-xdist worker: the SLURM tests (one `slurm-up.sh` at a time) and
+# those that use the tiny DAG run (made once per worker).
+TINY_DAG_GROUP = ("tests/cluster/", "tests/test_workflow.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.startswith(TINY_DAG_GROUP):
+            item.add_marker(pytest.mark.xdist_group("tiny_dag"))
 
 
 def pytest_xdist_node_collection_finished(node, ids):
@@ -22,7 +30,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     ``slurm-up.sh`` racing on /etc/slurm, and the tiny DAG would run twice: stop with the reason."""
     if node.config.getoption("dist") != "loadgroup":
         return
-    untagged = [i for i in ids if i.startswith(GROUPED_MODULES) and "@" not in i]
+    untagged = [i for i in ids if i.startswith(TINY_DAG_GROUP) and "@" not in i]
     if untagged:
         pytest.exit(
             f"pytest-xdist did not apply the xdist_group marks (pytest {pytest.__version__}), e.g. to "

@@ -9,7 +9,7 @@ import pytest
 
 from workflow_helpers import TINY_CONFIG, snakemake
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.xdist_group("tiny_dag")]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

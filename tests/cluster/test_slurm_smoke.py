@@ -16,7 +16,7 @@ import pytest
 
 from slurm_helpers import rule_of, run_snakemake, slurm_job, slurm_profile_args, submitted_jobs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("tiny_dag")]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # rule names match the workflow's GPU rules, so the profile's set-resources apply
 SNAKEFILE = textwrap.dedent(

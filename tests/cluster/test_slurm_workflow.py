@@ -39,7 +39,7 @@ from slurm_helpers import (
 sys.path.insert(0, str(REPO / "tests"))
 from workflow_helpers import TINY_CONFIG, copy_workflow  # noqa: E402
 
-pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow, pytest.mark.xdist_group("tiny_dag")]
+pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 
 TARGET = "results/table1.csv"
 # rules that must run on the submit host (localrules in the workflow)

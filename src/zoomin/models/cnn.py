@@ -78,12 +78,11 @@ class ViewClassifier(nn.Module):
     refused with an error that says what to change, instead of PyTorch's.
     """
 
-    def __init__(self, backbone: nn.Module, scale: float = 1.0, downsampling: int = 1, name: str = "CNN"):
+    def __init__(self, backbone: nn.Module, scale: float = 1.0, downsampling: int = 1):
         super().__init__()
         self.backbone = backbone
         self.scale = float(scale)
         self.downsampling = int(downsampling)
-        self.name = name
 
     def forward(
         self,
@@ -105,7 +104,7 @@ class ViewClassifier(nn.Module):
             height, width = view.shape[-2:]
             if max(height, width) <= self.downsampling and shapes[tuple(view.shape)] == 1:
                 raise UserError(
-                    f"{self.name}: the view of image {index} of the batch at scale {self.scale} is "
+                    f"{type(self.backbone).__name__}: the view of image {index} of the batch at scale {self.scale} is "
                     f"{height}x{width} px, too small to train on: the network downsamples by "
                     f"{self.downsampling}, so at least one side must exceed {self.downsampling} px. "
                     "Raise the method's `scale` or use larger images."
@@ -120,7 +119,7 @@ class ViewClassifier(nn.Module):
 
 def small_resnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
     """The colon baseline CNN on views at ``scale``."""
-    return ViewClassifier(SmallResNet(num_classes), scale, downsampling=16, name="CNN (small ResNet)")
+    return ViewClassifier(SmallResNet(num_classes), scale, downsampling=16)
 
 
 def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
@@ -128,6 +127,4 @@ def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
     # imported here: torchvision takes ~3 s to import, which every other job would pay
     from torchvision.models import efficientnet_b0
 
-    return ViewClassifier(
-        efficientnet_b0(weights=None, num_classes=num_classes), scale, downsampling=32, name="EfficientNet-B0"
-    )
+    return ViewClassifier(efficientnet_b0(weights=None, num_classes=num_classes), scale, downsampling=32)
