@@ -25,6 +25,8 @@ TINY = {
     "fmow": {"n_images": 8, "image_size": 128, "n_classes": 4},
     "needle_mnist": {"n_images": 6, "image_size": 128},
 }
+# The traffic-sign stand-in as config/config.yaml draws it (pattern glyphs).
+EMBEDDED_TRAFFIC = {"image_size": [320, 240], "glyph": "pattern", "sign_min": 28, "sign_max": 34, "distractors": "other"}
 EXPECTED = {
     "colon": (["negative", "positive"], {"all"}),
     "needle_camelyon": (["negative", "positive"], {"train", "val", "test"}),
@@ -103,6 +105,10 @@ def test_bad_parameters_are_config_errors(tmp_path):
         generate("traffic_signs", tmp_path / "x", seed=0, font_scale=2, sign_min=20)
     with pytest.raises(ConfigError, match="construct.distractors"):
         generate("traffic_signs", tmp_path / "x", seed=0, distractors="trucks")
+    with pytest.raises(ConfigError, match="construct.glyph"):
+        generate("traffic_signs", tmp_path / "x", seed=0, glyph="arrows")
+    with pytest.raises(ConfigError, match="construct.pattern_side"):
+        generate("traffic_signs", tmp_path / "x", seed=0, glyph="pattern", pattern_side=0.9)
     assert not (tmp_path / "x").exists()
 
 
@@ -128,6 +134,21 @@ def test_traffic_sign_options_change_the_signs_not_the_scene():
     other = [render_one("traffic_signs", 0, i, "EMPTY", "train", distractors="other", **params) for i in range(6)]
     assert sum(blue_pixels(r.pixels) for r in speed) == 0
     assert sum(blue_pixels(r.pixels) for r in other) > 0
+
+
+def test_pattern_glyph_direction_is_the_class():
+    """``glyph: pattern``: a 50 sign carries horizontal stripes (rows flat, columns alternating), a
+    70 sign vertical ones; the deciding sign sits where the digits version puts it."""
+    params = {"image_size": [320, 240], "sign_min": 28, "sign_max": 34}
+    digits = render_one("traffic_signs", 0, 1, "50", "train", **params)
+    for label, flat_axis in (("50", 1), ("70", 0)):
+        drawn = render_one("traffic_signs", 0, 1, label, "train", glyph="pattern", **params)
+        assert np.array_equal(drawn.objects, digits.objects)
+        cy, cx = drawn.objects[0].astype(int)
+        gray = crop_padded(drawn.pixels, cy - 6, cx - 6, 12, 12).astype(float).mean(axis=2)
+        along = np.abs(np.diff(gray, axis=flat_axis)).mean()
+        across = np.abs(np.diff(gray, axis=1 - flat_axis)).mean()
+        assert across > 5 * along
 
 
 def test_failed_generation_leaves_no_folder(tmp_path, monkeypatch):
@@ -191,20 +212,27 @@ def test_colon_needs_full_resolution():
     "kind, classes, params, half, scale",
     [
         ("traffic_signs", ["50", "70", "80"], {"image_size": [320, 240]}, 8, 0.2),
+        ("traffic_signs", ["50", "70", "80"], EMBEDDED_TRAFFIC, 12, 0.2),
+        ("traffic_signs", ["50", "70", "80"], EMBEDDED_TRAFFIC, 12, 0.1),
         ("fmow", ["airport", "amusement_park", "aquaculture", "archaeological_site"], {"image_size": 128}, 10, 0.25),
     ],
 )
 def test_object_class_needs_full_resolution(kind, classes, params, half, scale):
-    """Around the deciding object (a sign, a site), the low-resolution pixels classify it poorly
-    (chance: 1/3 and 1/4) while full-resolution neighbour differences classify it."""
+    """Around the deciding object (a sign, a site), the pixels and neighbour differences of the
+    low-resolution view (the whole image box-filtered to ``scale``, as the models see it) classify
+    it poorly (chance: 1/3 and 1/4) while full-resolution neighbour differences classify it."""
     low, full, labels = [], [], []
+    radius = int(round(half * scale))
     for index in range(60):
         label = classes[index % len(classes)]
         drawn = render_one(kind, 3, index, label, "train", **params)
+        height, width = drawn.pixels.shape[:2]
+        view = resize_uint8(drawn.pixels, int(round(height * scale)), int(round(width * scale)))
+        vy, vx = (drawn.objects[0] * scale).astype(int)
+        around = crop_padded(view, vy - radius, vx - radius, 2 * radius, 2 * radius).astype(np.float32)
+        low.append(np.concatenate([around.ravel(), _gradient_features(around.mean(axis=2))]))
         cy, cx = drawn.objects[0].astype(int)
         crop = crop_padded(drawn.pixels, cy - half, cx - half, 2 * half, 2 * half)
-        side = int(round(2 * half * scale))
-        low.append(resize_uint8(crop, side, side).astype(np.float32).ravel())
         full.append(_gradient_features(crop.astype(np.float32).mean(axis=2)))
         labels.append(label)
     low_accuracy, full_accuracy = _cv_accuracy(low, labels), _cv_accuracy(full, labels)

@@ -2,10 +2,13 @@
 
 A road scene (sky, tree line, verges, asphalt with lane marks). Every image has one to three small
 signs on poles along the roadside. A speed-limit sign is a red ring around a white disk with a
-two-digit number drawn in a 3x5 font (``font_scale`` pixels per font cell, every number with the
-same ink). An image of class 50, 70 or 80 has one sign showing that number; every other sign is a
+glyph in it: with ``glyph: digits`` a two-digit number drawn in a 3x5 font (``font_scale`` pixels
+per font cell, every number with the same ink); with ``glyph: pattern`` a square (``pattern_side``
+of the diameter) of 2-px stripes of period 5 px whose direction stands for the number (50
+horizontal, 70 vertical, 80 diagonal; random phase), the same grey inside under 5- and 10-px box
+filters. An image of class 50, 70 or 80 has one sign showing that number; every other sign is a
 distractor: with ``distractors: speed`` another speed limit (20, 30, 60 or 90: same ring, same ink,
-so at low resolution all signs look alike and only the digits decide), with ``distractors: other``
+so at low resolution all signs look alike and only the glyphs decide), with ``distractors: other``
 a warning triangle or a blue mandatory sign (as in the real images, where most signs are not speed
 limits: a low-resolution view can tell that a speed limit is there, only the digits say which).
 EMPTY images have distractors only. Classes [EMPTY, 50, 70, 80], imbalanced (EMPTY most frequent),
@@ -35,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "distractors": "speed",  # speed: other speed limits (20/30/60/90); other: warning and blue signs
     "max_distractors": 2,  # signs besides the deciding one (uniform 0..max)
     "empty_fraction": 0.4,
+    "glyph": "digits",  # digits: the number in a 3x5 font; pattern: a fine pattern per number
+    "pattern_side": 0.66,  # glyph: pattern; side of the patterned square / sign diameter
 }
 FONT = {  # 3x5 pixel font (rows top to bottom), one pixel per cell; every digit but 0 has 11 ink
     "0": ("111", "101", "101", "101", "111"),  # cells, so every number on a sign has 23
@@ -46,6 +51,18 @@ FONT = {  # 3x5 pixel font (rows top to bottom), one pixel per cell; every digit
     "8": ("111", "101", "010", "101", "111"),
     "9": ("111", "101", "111", "001", "110"),
 }
+PATTERNS = {  # number -> ink at integer (y, x) of the glyph square: 2-px stripes of period 5 in
+    # one of seven directions, so any 5 consecutive pixels along a row (or, for 50, a column) hold
+    # exactly 2 ink pixels and box filters of 5 or 10 px see the same grey inside every glyph
+    "50": lambda y, x: y % 5 < 2,  # horizontal
+    "70": lambda y, x: x % 5 < 2,  # vertical
+    "80": lambda y, x: (x + y) % 5 < 2,  # diagonal
+    "20": lambda y, x: (x - y) % 5 < 2,  # anti-diagonal
+    "30": lambda y, x: (x + 2 * y) % 5 < 2,
+    "60": lambda y, x: (2 * x + y) % 5 < 2,
+    "90": lambda y, x: (2 * x - y) % 5 < 2,
+}
+INK = (20, 20, 24)
 SUPERSAMPLE = 4
 
 
@@ -63,6 +80,10 @@ def _check(params: dict[str, Any]) -> None:
             "construct.sign_min",
             f"need {smallest} <= sign_min <= sign_max for font_scale {params['font_scale']}",
         )
+    if params["glyph"] not in ("digits", "pattern"):
+        raise ConfigError("construct.glyph", f"must be 'digits' or 'pattern', got {params['glyph']!r}")
+    if not 0.3 <= params["pattern_side"] <= 0.7:
+        raise ConfigError("construct.pattern_side", f"must be in [0.3, 0.7], got {params['pattern_side']}")
     if not 0.0 < params["empty_fraction"] < 1.0:
         raise ConfigError("construct.empty_fraction", "must be in (0, 1)")
 
@@ -106,15 +127,22 @@ def downsampled_rgb_alpha(image: Image.Image, diameter: int) -> tuple[np.ndarray
     return rgb, alpha
 
 
-def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """RGB float patch and coverage alpha of a round speed-limit sign (anti-aliased by supersampling);
-    each font cell is ``font_scale`` x ``font_scale`` pixels."""
+def blank_sign(diameter: int) -> Image.Image:
+    """A supersampled RGBA drawing of a red ring around a white disk."""
     big = diameter * SUPERSAMPLE
     image = Image.new("RGBA", (big, big), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
     ring = max(2, int(round(diameter * 0.12))) * SUPERSAMPLE
     draw.ellipse([0, 0, big - 1, big - 1], fill=(205, 30, 38, 255))
     draw.ellipse([ring, ring, big - 1 - ring, big - 1 - ring], fill=(238, 238, 232, 255))
+    return image
+
+
+def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """RGB float patch and coverage alpha of a round speed-limit sign (anti-aliased by supersampling);
+    each font cell is ``font_scale`` x ``font_scale`` pixels."""
+    image = blank_sign(diameter)
+    draw = ImageDraw.Draw(image)
     cell = font_scale * SUPERSAMPLE
     glyph_w = (3 * len(number) + len(number) - 1) * font_scale  # in pixels, aligned to the pixel grid
     x0, y0 = (diameter - glyph_w) // 2, (diameter - 5 * font_scale) // 2
@@ -124,8 +152,22 @@ def sign_patch(number: str, diameter: int, font_scale: int = 1) -> tuple[np.ndar
                 if bit == "1":
                     left = x0 * SUPERSAMPLE + (index * 4 + col) * cell
                     top = y0 * SUPERSAMPLE + row * cell
-                    draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=(20, 20, 24, 255))
+                    draw.rectangle([left, top, left + cell - 1, top + cell - 1], fill=INK + (255,))
     return downsampled_rgb_alpha(image, diameter)
+
+
+def pattern_sign_patch(
+    number: str, diameter: int, side_fraction: float, phase: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`sign_patch`, with the number's fine pattern (:data:`PATTERNS`, shifted by
+    ``phase``) in a centred square of ``side_fraction`` of the diameter instead of digits."""
+    rgb, alpha = downsampled_rgb_alpha(blank_sign(diameter), diameter)
+    side = int(diameter * side_fraction)
+    start = (diameter - side) // 2
+    y, x = np.mgrid[0:side, 0:side]
+    ink = PATTERNS[number](y + phase[0], x + phase[1])
+    rgb[start : start + side, start : start + side][ink] = INK
+    return rgb, alpha
 
 
 def other_sign_patch(kind: str, diameter: int) -> tuple[np.ndarray, np.ndarray]:
@@ -153,7 +195,7 @@ def paint_sign(
     diameter: int,
     top: int,
     left: int,
-    font_scale: int = 1,
+    params: dict[str, Any],
 ) -> None:
     """A sign on a grey pole; lighting varies per sign."""
     height, width = canvas.shape[:2]
@@ -162,8 +204,11 @@ def paint_sign(
     canvas[top + diameter // 2 : pole_bottom, max(pole_x - 1, 0) : min(pole_x + 1, width)] = 120.0
     if number in OTHER_SIGNS:
         rgb, alpha = other_sign_patch(number, diameter)
+    elif params["glyph"] == "pattern":
+        phase = (int(rng.integers(5)), int(rng.integers(5)))
+        rgb, alpha = pattern_sign_patch(number, diameter, params["pattern_side"], phase)
     else:
-        rgb, alpha = sign_patch(number, diameter, font_scale)
+        rgb, alpha = sign_patch(number, diameter, int(params["font_scale"]))
     rgb = rgb * rng.uniform(0.7, 1.05) + rng.normal(0.0, 4.0, rgb.shape[:2] + (1,))
     y1, x1 = min(top + diameter, height), min(left + diameter, width)
     region = canvas[top:y1, left:x1]
@@ -192,7 +237,7 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
                    for t, l, d in placed):
                 break
         placed.append((top, left, diameter))
-        paint_sign(canvas, rng, number, diameter, top, left, int(params["font_scale"]))
+        paint_sign(canvas, rng, number, diameter, top, left, params)
         if number == numbers[0] and not objects:
             objects.append((top + diameter / 2, left + diameter / 2))
     return Rendered(pixels=to_uint8(canvas), objects=np.array(objects, dtype=float).reshape(-1, 2))
