@@ -10,9 +10,9 @@ filters. An image of class 50, 70 or 80 has one sign showing that number; every 
 distractor: with ``distractors: speed`` another speed limit (20, 30, 60 or 90: same ring, same ink,
 so at low resolution all signs look alike and only the glyphs decide), with ``distractors: other``
 a warning triangle or a blue mandatory sign (as in the real images, where most signs are not speed
-limits: a low-resolution view can tell that a speed limit is there, only the digits say which).
-EMPTY images have distractors only. Classes [EMPTY, 50, 70, 80], imbalanced (EMPTY most frequent),
-split train/test (a validation set is carved from train later).
+limits: a low-resolution view can tell that a speed limit is there, only the glyph says which).
+EMPTY images have distractors only. Classes [EMPTY, 50, 70, 80], EMPTY's share ``empty_fraction``
+(0.4 by default, the rest split evenly), split train/test (a validation set is carved from train later).
 """
 
 from __future__ import annotations
