@@ -52,6 +52,12 @@ class TrainingJob:
     mixed_precision: bool = False
 
 
+# Below this spread of the logits across the images of every batch of an epoch, the model is
+# treated as collapsed. At initialisation the LeNet models' logits already differ by 4e-3 or more
+# within a batch of four (colon and traffic stand-ins); a collapsed model's differ by 0.
+COLLAPSED_SPREAD = 1e-4
+
+
 def train(job: TrainingJob) -> dict[str, Any]:
     """Train, checkpointing every epoch; write the best model and the history. Returns a summary."""
     device = choose_device(job.device)
@@ -96,7 +102,7 @@ def train(job: TrainingJob) -> dict[str, Any]:
         model.train()
         order = torch.randperm(len(data.train), generator=shuffle_rng).tolist()
         batches = [order[i : i + cfg["batch_size"]] for i in range(0, len(order), cfg["batch_size"])]
-        totals = {"loss": 0.0, "correct": 0, "seen": 0}
+        totals = {"loss": 0.0, "correct": 0, "seen": 0, "logit_spread": 0.0}
         use_contrastive = (
             bool(positives)
             and job.model_type in CONTRASTIVE_MODELS
@@ -136,7 +142,18 @@ def train(job: TrainingJob) -> dict[str, Any]:
             totals["loss"] += loss.item() * len(batch)
             totals["correct"] += int((out.logits.argmax(1) == labels).sum())
             totals["seen"] += len(batch)
+            if len(batch) > 1:
+                totals["logit_spread"] = max(totals["logit_spread"], float(out.logits.detach().std(0).max()))
         scheduler.step()
+        if totals["logit_spread"] < COLLAPSED_SPREAD and not state.get("collapse_reported"):
+            log.warning(
+                "run %s, epoch %d: the logits were the same for every training image (largest spread "
+                "across a batch %.1e): the model's output no longer depends on its input and training "
+                "will not bring it back (in the LeNet feature net: every ReLU after its second "
+                "convolution is dead). Try another seed or a lower training.lr.",
+                job.run, epoch, totals["logit_spread"],
+            )
+            state["collapse_reported"] = True
 
         val_accuracy = accuracy(model, data.val, device, job.seed, cfg["sampling_at_test"]) if len(data.val) else math.nan
         row = {
