@@ -102,7 +102,7 @@ def train(job: TrainingJob) -> dict[str, Any]:
         model.train()
         order = torch.randperm(len(data.train), generator=shuffle_rng).tolist()
         batches = [order[i : i + cfg["batch_size"]] for i in range(0, len(order), cfg["batch_size"])]
-        totals = {"loss": 0.0, "correct": 0, "seen": 0, "logit_spread": 0.0}
+        totals = {"loss": 0.0, "correct": 0, "seen": 0, "logit_spread": None}
         use_contrastive = (
             bool(positives)
             and job.model_type in CONTRASTIVE_MODELS
@@ -142,15 +142,17 @@ def train(job: TrainingJob) -> dict[str, Any]:
             totals["loss"] += loss.item() * len(batch)
             totals["correct"] += int((out.logits.argmax(1) == labels).sum())
             totals["seen"] += len(batch)
-            if len(batch) > 1:
-                totals["logit_spread"] = max(totals["logit_spread"], float(out.logits.detach().std(0).max()))
+            if len(batch) > 1:  # batches of one image say nothing about the spread
+                spread = float(out.logits.detach().std(0).max())
+                totals["logit_spread"] = max(totals["logit_spread"] or 0.0, spread)
         scheduler.step()
-        if totals["logit_spread"] < COLLAPSED_SPREAD and not state.get("collapse_reported"):
+        collapsed = totals["logit_spread"] is not None and totals["logit_spread"] < COLLAPSED_SPREAD
+        if collapsed and not state.get("collapse_reported"):
             log.warning(
                 "run %s, epoch %d: the logits were the same for every training image (largest spread "
                 "across a batch %.1e): the model's output no longer depends on its input and training "
-                "will not bring it back (in the LeNet feature net: every ReLU after its second "
-                "convolution is dead). Try another seed or a lower training.lr.",
+                "will not bring it back (with the LeNet feature net, typically every ReLU after its "
+                "second convolution has died). Try another seed or a lower training.lr.",
                 job.run, epoch, totals["logit_spread"],
             )
             state["collapse_reported"] = True
