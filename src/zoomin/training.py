@@ -102,7 +102,8 @@ def train(job: TrainingJob) -> dict[str, Any]:
         model.train()
         order = torch.randperm(len(data.train), generator=shuffle_rng).tolist()
         batches = [order[i : i + cfg["batch_size"]] for i in range(0, len(order), cfg["batch_size"])]
-        totals = {"loss": 0.0, "correct": 0, "seen": 0, "logit_spread": None}
+        totals = {"loss": 0.0, "correct": 0, "seen": 0}
+        logit_spreads = []  # per batch of two or more images; one image says nothing about it
         use_contrastive = (
             bool(positives)
             and job.model_type in CONTRASTIVE_MODELS
@@ -142,18 +143,17 @@ def train(job: TrainingJob) -> dict[str, Any]:
             totals["loss"] += loss.item() * len(batch)
             totals["correct"] += int((out.logits.argmax(1) == labels).sum())
             totals["seen"] += len(batch)
-            if len(batch) > 1:  # batches of one image say nothing about the spread
-                spread = float(out.logits.detach().std(0).max())
-                totals["logit_spread"] = max(totals["logit_spread"] or 0.0, spread)
+            if len(batch) > 1:
+                logit_spreads.append(float(out.logits.detach().std(0).max()))
         scheduler.step()
-        collapsed = totals["logit_spread"] is not None and totals["logit_spread"] < COLLAPSED_SPREAD
+        collapsed = bool(logit_spreads) and max(logit_spreads) < COLLAPSED_SPREAD
         if collapsed and not state.get("collapse_reported"):
             log.warning(
                 "run %s, epoch %d: the logits were the same for every training image (largest spread "
                 "across a batch %.1e): the model's output no longer depends on its input and training "
                 "will not bring it back (with the LeNet feature net, typically every ReLU after its "
                 "second convolution has died). Try another seed or a lower training.lr.",
-                job.run, epoch, totals["logit_spread"],
+                job.run, epoch, max(logit_spreads),
             )
             state["collapse_reported"] = True
 
