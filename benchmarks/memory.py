@@ -2,7 +2,7 @@
 
     python benchmarks/memory.py [--quick] [--out CSV] [--device cpu|cuda]
 
-Methods, at the colon-cancer settings of DESIGN.md section 5 (randomly initialised models; the
+Methods, at the colon-cancer settings of docs/method.md §11.2 (randomly initialised models; the
 cost of inference does not depend on the weights, only the sampled positions do, and those are
 fixed by ``--seed``):
 

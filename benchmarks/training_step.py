@@ -28,26 +28,28 @@ import math
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from zoomin import config as zconfig
-from zoomin.commands.construct import construct
+from zoomin.config import load
+from zoomin.data.sources import construct_dataset
 from zoomin.data.splits import load_run_data
 from zoomin.data.view_cache import build_view_cache
 from zoomin.evaluation import evaluate
-from zoomin.training import TrainingJob, train
+from zoomin.spec import Experiment, RunSettings
+from zoomin.training import RunOutputs, train
 
 LOG = logging.getLogger("benchmarks.training_step")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def prepare_views(config: dict, dataset: str, work: Path, n_images: int | None) -> Path:
+def prepare_views(experiment: Experiment, dataset: str, work: Path, n_images: int | None) -> Path:
     """Construct the dataset and cache its views once; later calls reuse them."""
-    ds = config["datasets"][dataset]
-    params = dict(ds["construct"])
+    ds = experiment.datasets[dataset]
+    params = dict(ds.construct)
     if n_images is not None:
         params["n_images"] = n_images
     views = work / dataset / f"views_{params.get('n_images', 'all')}.h5"
@@ -55,43 +57,30 @@ def prepare_views(config: dict, dataset: str, work: Path, n_images: int | None) 
         return views
     constructed = work / dataset / f"constructed_{params.get('n_images', 'all')}"
     shutil.rmtree(constructed, ignore_errors=True)
-    construct(ds["source"], ds.get("raw_dir"), constructed, name=dataset, params=params)
-    build_view_cache(constructed, zconfig.view_scales(config, dataset), views, progress=False)
+    construct_dataset(ds.source, None, constructed, name=dataset, params=params)
+    build_view_cache(constructed, experiment.cache_scales(dataset, slides=False), views, progress=False)
     return views
 
 
-def measure_method(config: dict, dataset: str, method: str, views: Path, n_train: int, work: Path, args) -> dict:
-    ds = config["datasets"][dataset]
-    run = zconfig.run_ids(ds)[0]
-    training = dict(zconfig.training(config, dataset, method), epochs=args.epochs)
+def measure_method(experiment: Experiment, dataset: str, method: str, views: Path, n_train: int, work: Path, args) -> dict:
+    base = experiment.run(dataset, method, experiment.datasets[dataset].runs[0])
+    spec = replace(
+        base,
+        training=base.training.replace(epochs=args.epochs),
+        settings=RunSettings(device=args.device, mixed_precision=args.mixed_precision),
+    )
     out = work / dataset / method / args.device
     shutil.rmtree(out, ignore_errors=True)  # no checkpoint to resume from: every call trains anew
-    job = TrainingJob(
-        views=views,
-        model_type=config["methods"][method]["model"],
-        model_params=zconfig.model_params(config, dataset, method),
-        training=training,
-        dataset_config=ds,
-        run=run,
-        seed=zconfig.run_seed(config, run),
-        checkpoint_dir=out / "checkpoint",
-        out_model=out / "model.pt",
-        out_history=out / "history.csv",
-        device=args.device,
-        mixed_precision=args.mixed_precision,
-    )
+    outputs = RunOutputs(out / "checkpoint", out / "model.pt", out / "history.csv")
     if args.device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    train(job)
+    train(spec, views, outputs)
     train_peak = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else math.nan
-    history = pd.read_csv(job.out_history)
+    history = pd.read_csv(outputs.history)
     steady = history["seconds"].iloc[1:] if len(history) > 1 else history["seconds"]
-    steps = math.ceil(n_train / training["batch_size"])
-    metrics = evaluate(
-        views=views, model_path=job.out_model, dataset_config=ds, run=run, seed=job.seed,
-        sampling=training["sampling_at_test"], out_metrics=out / "metrics.json", device=args.device,
-    )
+    steps = math.ceil(n_train / spec.training.batch_size)
+    metrics = evaluate(spec, views, outputs.model, out / "metrics.json")
     return {
         "dataset": dataset,
         "method": method,
@@ -123,18 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     LOG.setLevel(logging.INFO)
 
-    config = zconfig.load(args.config)
-    datasets = args.datasets or [d for d, ds in config["datasets"].items() if ds["source"] == "synthetic"]
+    experiment = load(args.config)
+    datasets = args.datasets or [d for d, ds in experiment.datasets.items() if ds.source == "synthetic"]
     out = args.out or args.work / f"training_step_{args.device}.csv"
     rows = []
     started = time.perf_counter()
     for dataset in datasets:
-        views = prepare_views(config, dataset, args.work, args.n_images)
-        ds = config["datasets"][dataset]
-        n_train = len(load_run_data(views, ds, zconfig.run_ids(ds)[0]).train)
-        for method in ds["methods"]:
+        views = prepare_views(experiment, dataset, args.work, args.n_images)
+        ds = experiment.datasets[dataset]
+        n_train = len(load_run_data(views, ds.runs[0], ds.n_folds).train)
+        for method in ds.methods:
             LOG.info("%s / %s on %s", dataset, method, args.device)
-            rows.append(measure_method(config, dataset, method, views, n_train, args.work, args))
+            rows.append(measure_method(experiment, dataset, method, views, n_train, args.work, args))
     table = pd.DataFrame(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import dataclasses
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
+from workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
 
 import zoomin.config as zconfig
 from zoomin.errors import ConfigError
-from workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
+from zoomin.models.registry import FEATURE_NETS, MODEL_TYPES
+from zoomin.runs import run_ids, run_seed
+from zoomin.spec import MeasureConfig, TrainingConfig
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -35,7 +41,7 @@ BAD = {
     "unknown model type": (lambda c: c["methods"].update(x={"model": "vit", "label": "x"}), "methods.x.model"),
     "unknown source": (lambda c: c["datasets"]["colon"].update(source="imagenet"), "datasets.colon.source"),
     "dataset name with shell characters": (lambda c: c["datasets"].update({"a;rm -rf": c["datasets"]["colon"]}), "datasets"),
-    "negative lr": (lambda c: c["datasets"]["colon"]["training"].update(lr=-1), "datasets.colon.training.lr"),
+    "negative lr": (lambda c: c["datasets"]["colon"].setdefault("training", {}).update(lr=-1), "datasets.colon.training.lr"),
 }
 
 
@@ -44,8 +50,7 @@ def test_bad_values_are_rejected_naming_the_key(case):
     change, key = BAD[case]
     config = _with(change)
     with pytest.raises(ConfigError) as info:
-        zconfig.validate(config)
-        zconfig.check(config)
+        zconfig.prepare(config)
     assert key in str(info.value)
 
 
@@ -59,8 +64,69 @@ def test_snakemake_rejects_s1_of_2_before_any_job(tmp_path):
     message = result.stdout + result.stderr
     assert "s1" in message and "2" in message
     assert not (workdir / "results").exists()
+    # one short line naming the key, the value and the bound; no dump of the schema
+    lines = [line for line in message.splitlines() if "zoomin: error:" in line]
+    assert len(lines) == 1 and "datasets.colon.model_params.zoomin.s1" in lines[0] and len(lines[0]) < 200
+    assert "Failed validating" not in message and "definitions" not in message
 
 
 def test_lint_is_clean(tmp_path):
     result = snakemake(REPO, "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_method_overrides_name_their_own_key():
+    config = _with(lambda c: c["methods"]["zoomin_lenet"].update(params={"s2": 0.01}))
+    with pytest.raises(ConfigError, match=r"methods\.zoomin_lenet\.params\.s2"):
+        zconfig.prepare(config)
+    config = _with(lambda c: c["methods"]["ats"].update(training={"epochs": 0}))
+    with pytest.raises(ConfigError, match=r"methods\.ats\.training\.epochs"):
+        zconfig.prepare(config)
+
+
+def test_training_defaults_fill_what_no_layer_sets():
+    config = _with(lambda c: [ds.pop("training") for ds in c["datasets"].values()])
+    config.pop("training_defaults")
+    experiment = zconfig.prepare(config)
+    assert experiment.training("colon", "zoomin_lenet") == TrainingConfig()
+    assert experiment.run("colon", "zoomin_lenet", "r0f0").measure == MeasureConfig(**DEFAULT["measure"])
+
+
+def test_model_params_blocks_of_the_schema_come_from_the_registry():
+    blocks = zconfig.schema()["definitions"]["model_params"]["properties"]
+    assert set(blocks) == set(MODEL_TYPES)
+    for name, record in MODEL_TYPES.items():
+        assert set(blocks[name]["properties"]) == {f.name for f in dataclasses.fields(record.params)}
+    zoomin = blocks["zoomin"]["properties"]
+    assert zoomin["s1"] == {"type": "number", "exclusiveMinimum": 0.0, "maximum": 1.0, "description": zoomin["s1"]["description"]}
+    assert zoomin["feature"]["enum"] == list(FEATURE_NETS)
+
+
+def test_run_seeds_are_one_to_one_within_the_allowed_ranges():
+    seeds = {run_seed(config_seed, run) for config_seed in range(3) for run in run_ids({"folds": 100, "repetitions": 10})}
+    assert len(seeds) == 3 * 100 * 10
+    seeds = {run_seed(config_seed, run) for config_seed in range(3) for run in run_ids({"seeds": [0, 1, 999]})}
+    assert len(seeds) == 9
+    with pytest.raises(ConfigError, match=r"datasets\.colon\.runs\.seeds"):
+        zconfig.prepare(_with(lambda c: c["datasets"]["colon"].update(runs={"seeds": [1000]})))
+    with pytest.raises(ConfigError, match="folds"):
+        run_ids({"folds": 101}, "datasets.colon.runs")
+
+
+@pytest.mark.slow
+def test_a_non_editable_install_trains_from_a_config(tmp_path):
+    """The schema ships with the package: a wheel installed elsewhere validates configs by itself."""
+    target = tmp_path / "site"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--target", str(target), str(REPO)],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    assert (target / "zoomin" / "schemas" / "config.schema.yaml").is_file()
+    code = "import zoomin.config, sys; e = zoomin.config.load(sys.argv[1]); print(zoomin.__file__, len(e.datasets))"
+    env = dict(os.environ, PYTHONPATH=str(target))
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(TINY_CONFIG)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(target) in result.stdout and result.stdout.split()[-1] == "4"

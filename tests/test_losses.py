@@ -66,15 +66,13 @@ def test_entropy_regulariser_rewards_spread_attention():
 def test_zoomin_entropy_is_tile_entropy_plus_mean_subtile_entropy():
     model = zoomin()
     out = model([random_image(0)], torch.Generator().manual_seed(0))
-    details = out.details[0]
+    attention = out.attention[0]
 
     def h(p):
         p = p.reshape(-1)
         return -(p * p.log()).sum()
 
-    expected = h(details["tile_attention"]) + torch.stack(
-        [h(b) for b in details["subtile_attention"].values()]
-    ).mean()
+    expected = h(attention.stage1.probs) + torch.stack([h(b.probs) for b in attention.stage2.values()]).mean()
     assert out.entropy[0].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -169,7 +167,7 @@ def test_total_loss_combines_the_parts():
     expected = parts.cross_entropy + parts.contrastive - 0.1 * parts.entropy + 2.0 * parts.mask
     assert parts.total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert parts.contrastive.item() > 0 and parts.mask.item() > 0
-    assert set(parts.as_floats()) == {"total", "cross_entropy", "contrastive", "entropy", "mask"}
+    assert set(parts.as_floats()) == {"total", "cross_entropy", "contrastive", "entropy", "mask", "auxiliary"}
     parts.total.backward()
 
     plain = total_loss(out, labels, LossConfig(entropy_weight=0.0))

@@ -1,5 +1,5 @@
 """Zoom-In never materialises the full-resolution image, and its inference memory grows far more
-slowly with the image side than a full-resolution CNN's (DESIGN.md section 1, required property)."""
+slowly with the image side than a full-resolution CNN's (docs/method.md §8)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from zoomin.errors import ConfigError, UserError
 from zoomin.image_access import InMemoryImage
-from zoomin.models import MODEL_TYPES, ModelOutput, build_model
+from zoomin.models import MODEL_TYPES, build_model
+from zoomin.models.output import Attention, ModelOutput
 
 SMALL = {
     "zoomin": {"tile": 16, "subtile": 5, "s1": 0.25, "s2": 0.5, "n": 4},
@@ -82,30 +83,32 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (3, 3)
     assert out.entropy.shape == (3,)
-    assert len(out.details) == 3
+    assert len(out.attention) == (3 if model_type in ATTENTION_MODELS else 0)
     assert torch.isfinite(out.logits).all()
     out.logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     if model_type not in ATTENTION_MODELS:
         assert torch.equal(out.entropy, torch.zeros(3))
-        assert out.details == [{}, {}, {}]
+        assert out.attention == []
         assert model.contrastive_logits(images, torch.Generator()) is None
 
 
-def test_zoomin_details_are_consistent():
+def test_zoomin_attention_is_consistent():
     model = small_model("zoomin")
     image = random_image(3, 70, 50)
-    details = model([image], torch.Generator().manual_seed(1)).details[0]
+    attention = model([image], torch.Generator().manual_seed(1)).attention[0].detached()
     rows, cols = math.ceil(70 / 16), math.ceil(50 / 16)
-    assert details["tile_attention"].shape == (rows, cols)
-    assert details["tile_attention"].sum().item() == pytest.approx(1.0, abs=1e-5)
-    assert details["tile_counts"].sum().item() == 4
-    drawn = set(details["tile_counts"].reshape(-1).nonzero()[:, 0].tolist())
-    assert set(details["subtile_attention"]) == drawn
-    for b in details["subtile_attention"].values():
-        assert b.shape == (8, 8) and b.sum().item() == pytest.approx(1.0, abs=1e-5)
-    assert details["tile_size"] == 16 and details["subtile_size"] == 5
-    centres, tiles = details["centres"], details["centre_tiles"]
+    assert attention.stage1.probs.shape == (rows, cols)
+    assert attention.stage1.cell == (16, 16) and attention.stage1.origin == (0.0, 0.0)
+    assert attention.stage1.probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert attention.counts.sum().item() == 4
+    drawn = set(attention.counts.reshape(-1).nonzero()[:, 0].tolist())
+    assert set(attention.stage2) == drawn
+    for tile, b in attention.stage2.items():
+        assert b.probs.shape == (8, 8) and b.probs.sum().item() == pytest.approx(1.0, abs=1e-5)
+        assert b.bounds() == (tile // cols * 16, tile % cols * 16, 16.0, 16.0)  # b_t lies over its tile
+    assert attention.sampled.size == 5
+    centres, tiles = attention.sampled.centres, attention.sampled.cells
     assert centres.shape[1] == 2 and len(centres) == len(tiles) <= 4
     rows_of, cols_of = tiles // cols, tiles % cols
     assert ((centres[:, 0] > rows_of * 16) & (centres[:, 0] < (rows_of + 1) * 16)).all()
@@ -114,14 +117,16 @@ def test_zoomin_details_are_consistent():
     assert torch.allclose((centres - 1.0) % 2.0, torch.zeros_like(centres))
 
 
-def test_ats_details_are_consistent():
+def test_ats_attention_is_consistent():
     model = small_model("ats")
-    details = model([random_image(4, 70, 50)], torch.Generator().manual_seed(1)).details[0]
+    attention = model([random_image(4, 70, 50)], torch.Generator().manual_seed(1)).attention[0].detached()
     h, w = round(70 * 0.25), round(50 * 0.25)
-    assert details["attention"].shape == (h, w)
-    assert details["centres"].shape == (4, 2)
-    assert len(set(map(tuple, details["centres"].tolist()))) == 4  # without replacement: distinct
-    assert details["patch_size"] == 5 and details["scale"] == 0.25
+    assert attention.stage1.probs.shape == (h, w)
+    assert attention.stage1.bounds() == pytest.approx((0, 0, 70, 50))  # the map covers the image
+    assert attention.stage2 == {} and attention.counts is None
+    assert attention.sampled.centres.shape == (4, 2)
+    assert len(set(map(tuple, attention.sampled.centres.tolist()))) == 4  # without replacement: distinct
+    assert attention.sampled.size == 5 and model.scale == 0.25
 
 
 def test_tile_logits_average_the_attention_map_over_each_padded_tile():
@@ -143,7 +148,8 @@ def test_contrastive_and_exact_representation_shapes(model_type):
     images = [random_image(6), random_image(7, 48, 80)]
     assert model.contrastive_logits(images, torch.Generator().manual_seed(0)).shape == (2, 3)
     assert model.exact_representation(images[1]).shape == (model.features.out_dim,)
-    assert isinstance(model.attention_maps(images[0]), dict)
+    maps = model.attention_maps(images[0])
+    assert isinstance(maps, Attention) and maps.sampled is None and not maps.stage1.probs.requires_grad
 
 
 def test_resnet16_feature_net_runs():
@@ -190,8 +196,11 @@ def test_same_seed_same_result_different_seed_different_samples(model_type):
     again = model(images, torch.Generator().manual_seed(42))
     other = model(images, torch.Generator().manual_seed(43))
     assert torch.equal(first.logits, again.logits)
-    assert all(torch.equal(a["centres"], b["centres"]) for a, b in zip(first.details, again.details))
-    assert any(not torch.equal(a["centres"], b["centres"]) for a, b in zip(first.details, other.details))
+    def centres(out):
+        return [a.sampled.centres for a in out.attention]
+
+    assert all(torch.equal(a, b) for a, b in zip(centres(first), centres(again)))
+    assert any(not torch.equal(a, b) for a, b in zip(centres(first), centres(other)))
 
 
 @pytest.mark.parametrize("model_type", ATTENTION_MODELS)
@@ -206,8 +215,8 @@ def test_topk_inference_is_deterministic(model_type):
 
 def test_topk_allocates_draws_by_largest_remainder():
     model = small_model("zoomin", n=5)
-    details = model([random_image(13)], sampling="topk").details[0]
-    a, counts = details["tile_attention"].reshape(-1), details["tile_counts"].reshape(-1)
+    attention = model([random_image(13)], sampling="topk").attention[0].detached()
+    a, counts = attention.stage1.probs.reshape(-1), attention.counts.reshape(-1)
     assert counts.sum().item() == 5
     assert (counts.double() - 5 * a.double()).abs().max() < 1.0
     # flat attention over 16 tiles: the 5 draws go to the 5 tiles of highest attention
@@ -239,7 +248,7 @@ def test_attention_models_never_touch_full_resolution(model_type):
     if model_type == "zoomin":
         forward_regions = [c for c in spy.calls if c[0] == "region_view"]
         assert all(c[3] == 64 and c[4] == 0.25 for c in forward_regions)
-        drawn = int((out.details[0]["tile_counts"] > 0).sum())
+        drawn = int((out.attention[0].counts > 0).sum())
         assert len(forward_regions) <= 2 * 4  # forward + contrastive, only drawn tiles
         assert drawn <= 4
 
@@ -249,7 +258,7 @@ def test_zoomin_reads_only_unique_drawn_tiles():
     spy = SpyImage(random_image(15, 128, 128))  # 4 tiles, 12 draws: tiles repeat
     out = model([spy], torch.Generator().manual_seed(0))
     regions = [c for c in spy.calls if c[0] == "region_view"]
-    assert len(regions) == int((out.details[0]["tile_counts"] > 0).sum())
+    assert len(regions) == int((out.attention[0].counts > 0).sum())
     assert len({c[1:3] for c in regions}) == len(regions)
 
 

@@ -8,19 +8,31 @@ import re
 import pandas as pd
 import pytest
 
-import zoomin.config as zconfig
+import yaml
 from workflow_helpers import REPO, copy_workflow, snakemake
-from zoomin.tables import make_table
+
+import zoomin.config as zconfig
+from zoomin.tables import RunMetrics, make_table
 
 PAPER = REPO / "config" / "paper.yaml"
 
 
 @pytest.fixture(scope="module")
 def config():
+    return yaml.safe_load(PAPER.read_text())
+
+
+@pytest.fixture(scope="module")
+def experiment():
     return zconfig.load(PAPER)
 
 
-def test_five_paper_datasets_with_the_design_settings(config):
+def _params(experiment, dataset, method, keys):
+    params = experiment.model(dataset, method).params.to_dict()
+    return {key: params[key] for key in keys}
+
+
+def test_five_paper_datasets_with_the_design_settings(config, experiment):
     datasets = config["datasets"]
     assert {name: ds["source"] for name, ds in datasets.items()} == {
         "colon": "colon_cancer",
@@ -30,25 +42,25 @@ def test_five_paper_datasets_with_the_design_settings(config):
         "camelyon16": "camelyon16",
     }
     assert {name: ds.get("table", "table1") for name, ds in datasets.items()}["camelyon16"] == "table2"
-    colon = zconfig.training(config, "colon")
-    assert (colon["epochs"], colon["batch_size"], colon["lr"], colon["weight_decay"]) == (100, 5, 1e-4, 1e-5)
-    assert (colon["step_size"], colon["gamma"], colon["clip_grad_norm"]) == (30, 0.9, 5.0)
-    assert (colon["contrastive_start"], colon["entropy_lambda"]) == (10, 1e-5)
+    colon = experiment.training("colon")
+    assert (colon.epochs, colon.batch_size, colon.lr, colon.weight_decay) == (100, 5, 1e-4, 1e-5)
+    assert (colon.step_size, colon.gamma, colon.clip_grad_norm) == (30, 0.9, 5.0)
+    assert (colon.contrastive_start, colon.entropy_lambda) == (10, 1e-5)
     assert datasets["colon"]["runs"] == {"folds": 10, "repetitions": 5}
-    assert zconfig.model_params(config, "colon", "zoomin_lenet") == {
+    assert _params(experiment, "colon", "zoomin_lenet", ("tile", "subtile", "s1", "s2", "n", "feature")) == {
         "tile": 250, "subtile": 27, "s1": 0.1, "s2": 0.2, "n": 10, "feature": "lenet",
     }
-    assert zconfig.model_params(config, "colon", "ats") == {"scale": 0.2, "patch": 27, "n": 10}
-    assert zconfig.model_params(config, "colon", "cnn")["scale"] == 1.0
-    assert zconfig.model_params(config, "needle_camelyon", "zoomin_lenet")["n"] == 30
-    assert zconfig.model_params(config, "needle_camelyon", "ats")["n"] == 30
-    assert zconfig.model_params(config, "camelyon16", "zoomin_res")["n"] == 100
-    assert zconfig.model_params(config, "traffic_signs", "ats") == {"scale": 0.3, "patch": 100, "n": 10}
-    traffic = zconfig.training(config, "traffic_signs")
-    assert (traffic["lr"], traffic["entropy_lambda"], traffic["class_weights"]) == (1e-3, 1e-4, "inverse_frequency")
+    assert _params(experiment, "colon", "ats", ("scale", "patch", "n")) == {"scale": 0.2, "patch": 27, "n": 10}
+    assert experiment.model("colon", "cnn").params.scale == 1.0
+    assert experiment.model("needle_camelyon", "zoomin_lenet").params.n == 30
+    assert experiment.model("needle_camelyon", "ats").params.n == 30
+    assert experiment.model("camelyon16", "zoomin_res").params.n == 100
+    assert _params(experiment, "traffic_signs", "ats", ("scale", "patch", "n")) == {"scale": 0.3, "patch": 100, "n": 10}
+    traffic = experiment.training("traffic_signs")
+    assert (traffic.lr, traffic.entropy_lambda, traffic.class_weights) == (1e-3, 1e-4, "inverse_frequency")
     assert "efficientnet_b0" in datasets["fmow"]["methods"]
-    assert zconfig.training(config, "camelyon16", "zoomin_res_masks")["mask_loss_weight"] > 0
-    assert zconfig.training(config, "camelyon16", "zoomin_res")["mask_loss_weight"] == 0
+    assert experiment.training("camelyon16", "zoomin_res_masks").mask_loss_weight > 0
+    assert experiment.training("camelyon16", "zoomin_res").mask_loss_weight == 0
     assert config["resources"]["train"]["gpu"] == 1
 
 
@@ -69,7 +81,7 @@ def test_table2_joins_the_paper_numbers(config, tmp_path):
         path.write_text(json.dumps(
             {"seed": 0, "accuracy": 80.0, "gflops": 1.0, "peak_memory_mb": 50.0, "time_ms": 9.0, "device": "cpu"}
         ))
-        metrics.append(path)
+        metrics.append(RunMetrics("camelyon16", method, "s0", path))
     table = make_table(
         metrics, config["datasets"], config["methods"], REPO / "config" / "paper_table2.csv",
         tmp_path / "table2.csv", tmp_path / "table2.md",
@@ -80,7 +92,7 @@ def test_table2_joins_the_paper_numbers(config, tmp_path):
 
 
 @pytest.mark.workflow
-def test_dry_run_plans_the_whole_paper_dag(config, tmp_path):
+def test_dry_run_plans_the_whole_paper_dag(config, experiment, tmp_path):
     workdir = copy_workflow(tmp_path)
     result = snakemake(
         workdir, "results/table1.csv", "results/table2.csv", "-n", "--configfile", "config/paper.yaml"
@@ -88,7 +100,7 @@ def test_dry_run_plans_the_whole_paper_dag(config, tmp_path):
     assert result.returncode == 0, result.stderr[-5000:]
     out = result.stdout + result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
-    runs = sum(len(ds["methods"]) * len(zconfig.run_ids(ds)) for ds in config["datasets"].values())
+    runs = sum(len(ds.methods) * len(ds.runs) for ds in experiment.datasets.values())
     assert int(counts["train"]) == int(counts["evaluate"]) == runs
     for rule in ("download_dataset", "construct_dataset", "build_views"):
         assert int(counts[rule]) == 5, rule

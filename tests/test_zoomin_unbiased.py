@@ -15,7 +15,9 @@ import torch
 
 from zoomin import estimators
 from zoomin.image_access import InMemoryImage
-from zoomin.models import ATSNet, ZoomInNet
+from zoomin.models.ats import ATSNet
+from zoomin.models.registry import ATSParams, ZoomInParams
+from zoomin.models.zoomin_net import ZoomInNet
 
 # (independent batches whose spread gives the standard error, draws per batch: the image repeated)
 ZOOMIN_DRAWS = (24, 25)
@@ -51,7 +53,7 @@ def sharpen(attention_net: torch.nn.Module, factor: float = 4.0) -> None:
 
 def zoomin_model() -> tuple[ZoomInNet, dict[str, torch.nn.Module]]:
     torch.manual_seed(0)
-    model = ZoomInNet(2, tile=16, subtile=5, s1=0.25, s2=0.5, n=6)
+    model = ZoomInNet(2, ZoomInParams(tile=16, subtile=5, s1=0.25, s2=0.5, n=6))
     sharpen(model.tile_attention)
     sharpen(model.subtile_attention)
     return model, {
@@ -63,7 +65,7 @@ def zoomin_model() -> tuple[ZoomInNet, dict[str, torch.nn.Module]]:
 
 def ats_model(replace: bool) -> tuple[ATSNet, dict[str, torch.nn.Module]]:
     torch.manual_seed(1)
-    model = ATSNet(2, scale=0.125, patch=5, n=6, replace=replace)
+    model = ATSNet(2, ATSParams(scale=0.125, patch=5, n=6, replace=replace))
     sharpen(model.attention)
     return model, {"features": model.features, "attention": model.attention}
 

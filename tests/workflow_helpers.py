@@ -27,9 +27,12 @@ def copy_workflow(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the snakemake CLI of this interpreter's environment in ``workdir``."""
+    """Run the snakemake CLI of this interpreter's environment in ``workdir``, with the package of
+    ``workdir/src`` (the copy's code, so rules that list package modules as inputs see its files)."""
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    if (workdir / "src").is_dir():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(workdir / "src"), os.environ.get("PYTHONPATH")]))
     return subprocess.run(
         [str(bin_dir / "snakemake"), *args],
         cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,

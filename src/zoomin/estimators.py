@@ -20,7 +20,7 @@ where the prefix sums are EXCLUSIVE. Given the first ``i-1`` draws the bracket a
 exact sum as its conditional expectation, in value and in gradient; an inclusive cumsum (a bug in
 public ports) breaks that.
 
-Two stages (DESIGN.md section 1): tile counts ``k_t`` from ``N`` draws with replacement of ``a``,
+Two stages (docs/method.md §5-§6): tile counts ``k_t`` from ``N`` draws with replacement of ``a``,
 and per-tile inner estimates ``E_t``::
 
     Psi_hat = sum_t (k_t / N) (a_t / sg(a_t)) E_t

@@ -1,31 +1,29 @@
-"""Driving the attention figure: pick a test image of the class of interest, run the model, plot."""
+"""Driving the attention figure: pick a test image of a class of interest, run the model, plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from zoomin.checkpoints import load_trained_model
 from zoomin.data.splits import load_run_data
 from zoomin.plots import plot_attention
+from zoomin.spec import RunSpec
 
 
-def attention_figure(
-    views: Path, model_path: Path, dataset_config: dict[str, Any], run: str, seed: int, out_png: Path, title: str
-) -> None:
+def attention_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path) -> None:
+    """The first test image not of the reference class, its attention and sampled sub-tiles."""
     device = torch.device("cpu")
-    data = load_run_data(views, dataset_config, run)
+    data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
-    reference = data.class_index(dataset_config.get("reference_class"))
-    chosen = next(
-        (i for i in range(len(data.test)) if data.test.label(i) != reference),
-        0,
-    )
+    reference = data.class_index(spec.reference_class)
+    chosen = next((i for i in range(len(data.test)) if data.test.label(i) != reference), 0)
     image = data.test.image(chosen)
     with torch.no_grad():
-        out = model([image], generator=torch.Generator().manual_seed(seed), sampling="sample")
+        out = model([image], generator=torch.Generator().manual_seed(spec.seed), sampling="sample")
     predicted = meta["classes"][int(out.logits.argmax(1))]
     truth = meta["classes"][data.test.label(chosen)]
-    plot_attention(image, out.details[0], out_png, f"{title}: {data.test.image_id(chosen)} (label {truth}, predicted {predicted})")
+    title = f"{spec.dataset}: {data.test.image_id(chosen)} (label {truth}, predicted {predicted})"
+    attention = out.attention[0].detached() if out.attention else None
+    plot_attention(image, attention, out_png, title)

@@ -1,4 +1,4 @@
-"""Training losses: ``L = CE + L_con - lambda * entropy (+ mask MSE)`` (DESIGN.md section 1).
+"""Training losses: ``L = CE + L_con - lambda * entropy (+ mask MSE) (+ model's own)`` (docs/method.md §9).
 
 * :func:`cross_entropy` -- (class-weighted) cross-entropy of the image-level prediction.
 * :func:`entropy_regulariser` -- ``-lambda * mean(entropy)``: rewards spread-out attention.
@@ -6,7 +6,8 @@
   by their LOW-attention sub-tiles (``model.contrastive_logits``), are pushed to the reference class.
 * :func:`mask_mse` / :func:`attention_mask_loss` -- MSE between attention maps and pixel
   annotations area-averaged onto the attention grid.
-* :func:`total_loss` -- all of the above from one :class:`LossConfig`, returned as :class:`LossParts`.
+* :func:`total_loss` -- all of the above from one :class:`LossConfig`, plus the model's own
+  ``auxiliary_loss`` (baselines with terms of their own), returned as :class:`LossParts`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from zoomin.image_access import ImageAccess
+from zoomin.models.output import Attention, AttentionMap, ModelOutput
 
 
 def cross_entropy(
@@ -75,30 +77,37 @@ def mask_mse(attention_map: torch.Tensor, mask: torch.Tensor, normalise: bool = 
     return F.mse_loss(attention_map, target.to(attention_map.dtype))
 
 
-def attention_mask_loss(attention: dict, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+def attention_mask_loss(attention: Attention, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
     """Mask MSE of one image's live attention (``ModelOutput.attention[i]``).
 
-    ``mask``: ``(h, w)`` in [0, 1] covering the whole image at any scale. Zoom-In: MSE of the tile
-    attention against the mask padded to the tile grid, plus the mean MSE of each computed
-    ``b_t`` against the mask of its tile. ATS: MSE of the attention over the view.
+    ``mask``: ``(h, w)`` in [0, 1] covering the whole image at any scale. The MSE of the stage-1 map
+    against the mask over the map's grid (padded with zeros where the grid runs past the image),
+    plus the mean MSE of the stage-2 maps (Zoom-In's ``b_t``, each over its tile), if any.
     """
-    height, width = attention["image_size"]
-    mask_scale = mask.shape[0] / height
-    if "tile_attention" not in attention:
-        return mask_mse(attention["attention"], mask, normalise)
-    tile = attention["tile_size"] * mask_scale
-    rows, cols = attention["tile_attention"].shape
-    padded = _crop_padded(mask, 0, 0, math.ceil(rows * tile), math.ceil(cols * tile))
-    loss = mask_mse(attention["tile_attention"], padded, normalise)
-    stage2 = []
-    for index, b in attention["subtile_attention"].items():
-        row, col = divmod(index, cols)
-        side = max(1, math.ceil(tile))
-        region = _crop_padded(mask, round(row * tile), round(col * tile), side, side)
-        stage2.append(mask_mse(b, region, normalise))
-    if stage2:
+    mask_scale = mask.shape[0] / attention.image_size[0]
+    loss = _map_mask_mse(attention.stage1, mask, mask_scale, attention.image_size, normalise)
+    if attention.stage2:
+        stage2 = [
+            _map_mask_mse(m, mask, mask_scale, attention.image_size, normalise) for m in attention.stage2.values()
+        ]
         loss = loss + torch.stack(stage2).mean()
     return loss
+
+
+def _map_mask_mse(
+    amap: AttentionMap, mask: torch.Tensor, mask_scale: float, image_size: tuple[int, int], normalise: bool
+) -> torch.Tensor:
+    top, left, height, width = amap.bounds()
+    if (top, left, height, width) == (0, 0, *image_size):  # the whole image: the whole mask
+        return mask_mse(amap.probs, mask, normalise)
+    region = _crop_padded(
+        mask,
+        round(top * mask_scale),
+        round(left * mask_scale),
+        max(1, math.ceil(amap.shape[0] * (amap.cell[0] * mask_scale))),
+        max(1, math.ceil(amap.shape[1] * (amap.cell[1] * mask_scale))),
+    )
+    return mask_mse(amap.probs, region, normalise)
 
 
 def _crop_padded(mask: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
@@ -130,13 +139,15 @@ class LossParts:
     contrastive: torch.Tensor
     entropy: torch.Tensor
     mask: torch.Tensor
+    auxiliary: torch.Tensor
 
     def as_floats(self) -> dict[str, float]:
         return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
 
 
+
 def total_loss(
-    output,
+    output: ModelOutput,
     labels: torch.Tensor,
     config: LossConfig,
     model: torch.nn.Module | None = None,
@@ -144,9 +155,10 @@ def total_loss(
     generator: torch.Generator | None = None,
     masks: Sequence[torch.Tensor | None] | None = None,
 ) -> LossParts:
-    """``CE + L_con - lambda * entropy + mask_weight * mask MSE`` for one batch.
+    """``CE + L_con - lambda * entropy + mask_weight * mask MSE + auxiliary`` for one batch.
 
-    ``output``: the :class:`zoomin.models.ModelOutput` of ``model(images, generator)``.
+    ``output``: the :class:`zoomin.models.output.ModelOutput` of ``model(images, generator)``.
+    ``auxiliary`` is ``model.auxiliary_loss(output, labels)`` (zero without a model or terms).
     ``model``, ``images`` and ``generator`` are needed only when ``config.contrastive`` is on;
     ``masks`` (one per image, ``None`` where an image has none) only when ``config.mask_weight > 0``.
     ``entropy`` in the result is the mean entropy (positive; it enters the total with ``-lambda``).
@@ -174,5 +186,7 @@ def total_loss(
     regulariser = zero
     if output.entropy.numel():
         regulariser = entropy_regulariser(output.entropy, config.entropy_weight)
-    total = ce + con + regulariser + config.mask_weight * mask
-    return LossParts(total, ce, con, mean_entropy, mask)
+    auxiliary = model.auxiliary_loss(output, labels) if model is not None else None
+    auxiliary = zero if auxiliary is None else auxiliary
+    total = ce + con + regulariser + config.mask_weight * mask + auxiliary
+    return LossParts(total, ce, con, mean_entropy, mask, auxiliary)

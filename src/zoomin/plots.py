@@ -6,7 +6,7 @@ Editing this file re-runs only the plotting rules (they list it as an input), ne
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -17,6 +17,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from zoomin.atomic import atomic_path  # noqa: E402
+
+if TYPE_CHECKING:
+    from zoomin.models.output import Attention, AttentionMap
 
 DISPLAY_SIDE = 800
 
@@ -41,18 +44,19 @@ def plot_curves(history_csv: str | Path, out_png: str | Path, title: str = "") -
     _save(fig, out_png)
 
 
-def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: str = "") -> None:
+def plot_attention(image, attention: Attention | None, out_png: str | Path, title: str = "") -> None:
     """Image with sampled sub-tiles outlined, stage-1 attention, stage-2 attention, sub-tile gallery.
 
-    ``image`` is an ImageAccess; only a display-sized view of it is read. ``details`` is one entry
-    of a model output's ``details`` (Zoom-In or ATS).
+    ``image`` is an ImageAccess; only a display-sized view of it is read. ``attention`` is one
+    image's detached :class:`~zoomin.models.output.Attention` (``None`` for models without one).
     """
     height, width = image.size
     scale = min(1.0, DISPLAY_SIDE / max(height, width))
     picture = image.view(scale).permute(1, 2, 0).numpy()
     extent = (0, width, height, 0)
-    centres = np.asarray(details.get("centres", np.zeros((0, 2))), dtype=float).reshape(-1, 2)
-    size = int(details.get("subtile_size", details.get("patch_size", 0)))
+    sampled = attention.sampled if attention is not None else None
+    centres = np.zeros((0, 2)) if sampled is None else np.asarray(sampled.centres, dtype=float).reshape(-1, 2)
+    size = 0 if sampled is None else int(sampled.size)
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     axes[0].imshow(picture, extent=extent)
@@ -60,25 +64,23 @@ def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: s
         axes[0].add_patch(Rectangle((cx - size / 2, cy - size / 2), size, size, fill=False, ec="yellow", lw=1.2))
     axes[0].set_title(f"image, {len(centres)} sampled sub-tiles")
 
-    if "tile_attention" in details:
-        first = np.asarray(details["tile_attention"], dtype=float)
-        second = _stage2_canvas(details, first.shape)
-        titles = ("stage-1 attention a (tiles)", "stage-2 attention b (sampled tiles)")
+    if attention is not None:
+        two_stage = bool(attention.stage2)
+        axes[1].imshow(picture, extent=extent)
+        _show_map(axes[1], attention.stage1, "magma", alpha=0.6)
+        axes[1].set_title("stage-1 attention a (tiles)" if two_stage else "attention (one stage)")
     else:
-        first = np.asarray(details["attention"], dtype=float)
-        second = None
-        titles = ("attention (one stage)", "")
-    axes[1].imshow(picture, extent=extent)
-    axes[1].imshow(first, extent=_grid_extent(first.shape, details, height, width), cmap="magma", alpha=0.6)
-    axes[1].set_title(titles[0])
-    if second is not None:
+        axes[1].axis("off")
+    if attention is not None and attention.stage2:
         axes[2].imshow(picture, extent=extent, alpha=0.5)
-        axes[2].imshow(second, extent=_grid_extent(first.shape, details, height, width), cmap="viridis", alpha=0.7)
-        axes[2].set_xlim(0, width)
-        axes[2].set_ylim(height, 0)
-        axes[2].set_title(titles[1])
+        for amap in attention.stage2.values():
+            _show_map(axes[2], amap, "viridis", alpha=0.7, normalise=True)
+        axes[2].set_title("stage-2 attention b (sampled tiles)")
     else:
         axes[2].axis("off")
+    for ax in axes[:3]:
+        ax.set_xlim(0, width)
+        ax.set_ylim(height, 0)
     axes[3].imshow(_gallery(image, centres, size))
     axes[3].set_title("sampled sub-tiles (full resolution)")
     for ax in axes:
@@ -89,25 +91,13 @@ def plot_attention(image, details: dict[str, Any], out_png: str | Path, title: s
     _save(fig, out_png)
 
 
-def _grid_extent(shape: tuple[int, ...], details: dict[str, Any], height: int, width: int) -> tuple[float, ...]:
-    """Full-resolution extent of a map over the tile grid (Zoom-In) or the whole image (ATS)."""
-    if "tile_size" in details:
-        tile = float(details["tile_size"])
-        return (0.0, shape[1] * tile, shape[0] * tile, 0.0)
-    return (0.0, float(width), float(height), 0.0)
-
-
-def _stage2_canvas(details: dict[str, Any], grid: tuple[int, int]) -> np.ndarray:
-    """Each sampled tile's b_t pasted at its place in the tile grid (NaN elsewhere)."""
-    maps = {int(t): np.asarray(m, dtype=float) for t, m in details.get("subtile_attention", {}).items()}
-    if not maps:
-        return np.full(grid, np.nan)
-    h2, w2 = next(iter(maps.values())).shape
-    canvas = np.full((grid[0] * h2, grid[1] * w2), np.nan)
-    for tile, attention in maps.items():
-        row, col = divmod(tile, grid[1])
-        canvas[row * h2 : (row + 1) * h2, col * w2 : (col + 1) * w2] = attention / attention.max()
-    return canvas
+def _show_map(ax, amap: AttentionMap, cmap: str, alpha: float, normalise: bool = False) -> None:
+    """Draw an attention map at its place over the image (full-resolution coordinates)."""
+    values = np.asarray(amap.probs, dtype=float)
+    if normalise and values.max() > 0:
+        values = values / values.max()
+    top, left, height, width = amap.bounds()
+    ax.imshow(values, extent=(left, left + width, top + height, top), cmap=cmap, alpha=alpha)
 
 
 def _gallery(image, centres: np.ndarray, size: int, columns: int = 5) -> np.ndarray:

@@ -7,27 +7,42 @@ start with ``paper_``; every other number comes from the runs' ``metrics.json``.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from zoomin.atomic import atomic_path
+
 COLUMNS = [
-    "block", "dataset", "method", "label", "runs", "seeds",
+    "block", "dataset", "method", "label", "runs", "seeds", "epochs",
     "accuracy_mean", "accuracy_std", "gflops", "memory_mb", "time_ms", "device",
 ]
+METRICS = ("seed", "accuracy", "gflops", "peak_memory_mb", "time_ms", "device")
 
 
-def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    """One row per run, with dataset and method taken from ``results/<dataset>/<method>/<run>/``."""
+@dataclass(frozen=True)
+class RunMetrics:
+    """Where one run's ``metrics.json`` is, and which (dataset, method, run) it belongs to."""
+
+    dataset: str
+    method: str
+    run: str
+    path: Path
+
+
+def collect(runs: list[RunMetrics]) -> pd.DataFrame:
+    """One row per run: its identity and the numbers of its metrics file."""
     rows = []
-    for path in map(Path, metrics_paths):
-        metrics = json.loads(path.read_text())
+    for entry in runs:
+        metrics = json.loads(Path(entry.path).read_text())
         rows.append({
-            "dataset": path.parts[-4],
-            "method": path.parts[-3],
-            "run": path.parts[-2],
-            **{key: metrics[key] for key in ("seed", "accuracy", "gflops", "peak_memory_mb", "time_ms", "device")},
+            "dataset": entry.dataset,
+            "method": entry.method,
+            "run": entry.run,
+            "epochs": metrics.get("epochs"),
+            **{key: metrics[key] for key in METRICS},
         })
     return pd.DataFrame(rows)
 
@@ -49,6 +64,7 @@ def summarise(
                 "label": methods[method]["label"],
                 "runs": len(sel),
                 "seeds": " ".join(str(s) for s in sel.seed),
+                "epochs": sel.epochs.max(),
                 "accuracy_mean": sel.accuracy.mean(),
                 "accuracy_std": sel.accuracy.std(ddof=1) if len(sel) > 1 else 0.0,
                 "gflops": sel.gflops.mean(),
@@ -74,6 +90,7 @@ def to_markdown(table: pd.DataFrame) -> str:
             "Memory (MB)": part.memory_mb.map(lambda v: f"{v:.2f}"),
             "Time (ms)": part.time_ms.map(lambda v: f"{v:.2f}"),
             "Runs": part.runs,
+            "Epochs": part.epochs.map(_or_dash),
         })
         if "paper_accuracy" in part:
             view["Accuracy, paper (%)"] = part.paper_accuracy.map(_or_dash)
@@ -87,13 +104,12 @@ def _or_dash(value: float) -> str:
 
 
 def make_table(
-    metrics_paths: list[str | Path], datasets: dict[str, Any], methods: dict[str, Any],
+    runs: list[RunMetrics], datasets: dict[str, Any], methods: dict[str, Any],
     paper_csv: str | Path | None, out_csv: Path, out_md: Path,
 ) -> pd.DataFrame:
-    from zoomin.atomic import atomic_path
-
+    """Table CSV and Markdown from the runs' metrics; ``datasets``/``methods`` as in the config."""
     paper = pd.read_csv(paper_csv) if paper_csv else None
-    table = summarise(collect(metrics_paths), datasets, methods, paper)
+    table = summarise(collect(runs), datasets, methods, paper)
     with atomic_path(out_csv) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(out_md) as tmp:

@@ -1,9 +1,11 @@
-"""Training one (dataset, method, run): a loop you can read top to bottom.
+"""Training one run (a :class:`zoomin.spec.RunSpec`): a loop you can read top to bottom.
 
+:func:`train` sets up the model, optimiser and random streams, resumes from the run's checkpoint
+if there is one, runs the epochs (:func:`train_epoch`), and writes the best model and the history.
 Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, RNG states, history) in
-``checkpoint_dir``, which lies outside the rule's outputs; a re-run after a kill resumes from it
-and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The model kept is
-the one with the best validation accuracy (the last epoch when there is no validation set).
+the run's checkpoint folder, which lies outside the rule's outputs; a re-run after a kill resumes
+from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
+model kept is the one with the best validation accuracy (the last epoch without a validation set).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,33 +26,15 @@ from tqdm import tqdm
 from zoomin import losses
 from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_checkpoint, save_checkpoint, stale_reason
-from zoomin.data.splits import RunData, load_run_data
+from zoomin.data.splits import RunData, Subset, load_run_data
 from zoomin.device import choose_device
 from zoomin.errors import UserError
-from zoomin.models import build_model
+from zoomin.inference import accuracy
+from zoomin.models.registry import model_type
+from zoomin.runs import TRAINING_DRAWS
+from zoomin.spec import RunSpec, TrainingConfig
 
 log = logging.getLogger(__name__)
-
-CONTRASTIVE_MODELS = ("zoomin",)  # the in-sample contrastive loss is part of Zoom-In, not of the baselines
-
-
-@dataclass
-class TrainingJob:
-    """Everything one training run needs; built by the workflow script from the config."""
-
-    views: Path
-    model_type: str
-    model_params: dict[str, Any]
-    training: dict[str, Any]
-    dataset_config: dict[str, Any]
-    run: str
-    seed: int
-    checkpoint_dir: Path
-    out_model: Path
-    out_history: Path
-    device: str = "auto"
-    mixed_precision: bool = False
-
 
 # Below this spread of the logits across the images of every batch of an epoch, the model is
 # treated as collapsed. At initialisation the LeNet models' logits already differ by 4e-3 or more
@@ -58,149 +42,206 @@ class TrainingJob:
 COLLAPSED_SPREAD = 1e-4
 
 
-def train(job: TrainingJob) -> dict[str, Any]:
-    """Train, checkpointing every epoch; write the best model and the history. Returns a summary."""
-    device = choose_device(job.device)
-    data = load_run_data(job.views, job.dataset_config, job.run)
-    cfg = job.training
-    log.info(
-        "run %s: %d train / %d val / %d test images, classes %s, seed %d",
-        job.run, len(data.train), len(data.val), len(data.test), data.classes, job.seed,
-    )
+@dataclass(frozen=True)
+class RunOutputs:
+    """Where a training run writes: its checkpoints (outside the rule's outputs) and its results."""
 
-    torch.manual_seed(job.seed)
-    model = build_model(job.model_type, len(data.classes), **job.model_params).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
-    shuffle_rng = torch.Generator().manual_seed(job.seed)
-    sample_rng = torch.Generator(device=device).manual_seed(job.seed + 1)
-    class_weights = losses_class_weights(cfg["class_weights"], data, device)
-    reference = data.class_index(job.dataset_config.get("reference_class"))
-    positives = [i for i in range(len(data.classes)) if i != reference] if reference is not None else []
-    mask_weight = float(cfg.get("mask_loss_weight") or 0.0)
-    if mask_weight > 0 and not data.train.cache.has_masks:
-        raise UserError(
-            f"training.mask_loss_weight is {mask_weight} but the view cache {job.views} has no masks "
-            "(pixel annotations); set it to 0 or construct the dataset with masks"
-        )
+    checkpoint_dir: Path
+    model: Path
+    history: Path
 
+
+@dataclass
+class Trainer:
+    """The live objects of one run: what an epoch updates and a checkpoint saves."""
+
+    spec: RunSpec
+    data: RunData
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    shuffle_rng: torch.Generator
+    sample_rng: torch.Generator
+    loss_config: losses.LossConfig
+    contrastive_start: int | None
+
+
+def train(spec: RunSpec, views: Path, outputs: RunOutputs) -> dict[str, Any]:
+    """Train ``spec`` on the images of ``views``, checkpointing every epoch; write the best model
+    and the history. Returns the model's metadata."""
+    cfg = spec.training
+    trainer = setup(spec, views)
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_state": None}
-    checkpoint_path = job.checkpoint_dir / "last.pt"
-    identity = run_identity(job, data)
-    outdated = stale_reason(checkpoint_path, identity, cfg["epochs"]) if checkpoint_path.exists() else None
+    checkpoint = outputs.checkpoint_dir / "last.pt"
+    identity = run_identity(spec, trainer.data)
+    outdated = stale_reason(checkpoint, identity, cfg.epochs) if checkpoint.exists() else None
     if outdated is not None:  # Snakemake re-runs a job whose params changed: so do we, from scratch
-        log.warning("checkpoint %s is from an earlier configuration (%s): starting over", checkpoint_path, outdated)
-        checkpoint_path.unlink()
-    if checkpoint_path.exists():
+        log.warning("checkpoint %s is from an earlier configuration (%s): starting over", checkpoint, outdated)
+        checkpoint.unlink()
+    if checkpoint.exists():
         state = load_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, expected=identity
+            checkpoint, trainer.model, trainer.optimizer, trainer.scheduler,
+            trainer.shuffle_rng, trainer.sample_rng, expected=identity,
         )
-        log.info("resumed from checkpoint %s after epoch %d", checkpoint_path, state["epoch"])
+        log.info("resumed from checkpoint %s after epoch %d", checkpoint, state["epoch"])
 
-    for epoch in range(state["epoch"] + 1, cfg["epochs"] + 1):
-        started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(data.train), generator=shuffle_rng).tolist()
-        batches = [order[i : i + cfg["batch_size"]] for i in range(0, len(order), cfg["batch_size"])]
-        totals = {"loss": 0.0, "correct": 0, "seen": 0}
-        logit_spreads = []  # per batch of two or more images; one image says nothing about it
-        use_contrastive = (
-            bool(positives)
-            and job.model_type in CONTRASTIVE_MODELS
-            and cfg.get("contrastive_start") is not None
-            and epoch > cfg["contrastive_start"]
-        )
-        progress = tqdm(batches, desc=f"epoch {epoch}/{cfg['epochs']}", leave=False, mininterval=5)
-        for batch in progress:
-            images = [data.train.image(i) for i in batch]
-            labels = torch.tensor([data.train.label(i) for i in batch], device=device)
-            masks = batch_masks(data.train, batch) if mask_weight > 0 else None
-            with torch.autocast(device.type, enabled=job.mixed_precision and device.type == "cuda"):
-                out = model(images, generator=sample_rng)
-                parts = losses.total_loss(
-                    out, labels,
-                    losses.LossConfig(
-                        entropy_weight=cfg["entropy_lambda"],
-                        contrastive=use_contrastive,
-                        positive_classes=tuple(positives),
-                        reference_class=reference if reference is not None else 0,
-                        class_weights=class_weights,
-                        mask_weight=mask_weight,
-                    ),
-                    model=model, images=images, generator=sample_rng, masks=masks,
-                )
-            loss = parts.total
-            if not torch.isfinite(loss):
-                raise UserError(
-                    f"run {job.run}: the training loss became {loss.item()} in epoch {epoch}; "
-                    "lower the learning rate (training.lr) or check the input data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.get("clip_grad_norm"):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg["clip_grad_norm"])
-            optimizer.step()
-            totals["loss"] += loss.item() * len(batch)
-            totals["correct"] += int((out.logits.argmax(1) == labels).sum())
-            totals["seen"] += len(batch)
-            if len(batch) > 1:
-                logit_spreads.append(float(out.logits.detach().std(0).max()))
-        scheduler.step()
-        collapsed = bool(logit_spreads) and max(logit_spreads) < COLLAPSED_SPREAD
-        if collapsed and not state.get("collapse_reported"):
-            log.warning(
-                "run %s, epoch %d: the logits were the same for every training image (largest spread "
-                "across a batch %.1e): the model's output no longer depends on its input and training "
-                "will not bring it back (with the LeNet feature net, typically every ReLU after its "
-                "second convolution has died). Try another seed or a lower training.lr.",
-                job.run, epoch, max(logit_spreads),
-            )
-            state["collapse_reported"] = True
-
-        val_accuracy = accuracy(model, data.val, device, job.seed, cfg["sampling_at_test"]) if len(data.val) else math.nan
-        row = {
-            "epoch": epoch,
-            "train_loss": totals["loss"] / totals["seen"],
-            "train_accuracy": totals["correct"] / totals["seen"],
-            "val_accuracy": val_accuracy,
-            "lr": scheduler.get_last_lr()[0],
-            "seconds": time.perf_counter() - started,
-        }
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        row = train_epoch(trainer, epoch, state)
         state["history"].append(row)
-        score = val_accuracy if not math.isnan(val_accuracy) else float(epoch)
+        score = row["val_accuracy"] if not math.isnan(row["val_accuracy"]) else float(epoch)
         if score >= state["best_accuracy"]:
             state["best_accuracy"] = score
-            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in trainer.model.state_dict().items()}
             state["best_epoch"] = epoch
         state["epoch"] = epoch
         log.info(
             "epoch %d: loss %.4f train acc %.3f val acc %.3f (%.1fs)",
-            epoch, row["train_loss"], row["train_accuracy"], val_accuracy, row["seconds"],
+            epoch, row["train_loss"], row["train_accuracy"], row["val_accuracy"], row["seconds"],
         )
         save_checkpoint(
-            checkpoint_path, model, optimizer, scheduler, shuffle_rng, sample_rng, state, identity=identity
+            checkpoint, trainer.model, trainer.optimizer, trainer.scheduler,
+            trainer.shuffle_rng, trainer.sample_rng, state, identity=identity,
         )
+    return write_outputs(trainer, state, outputs)
 
+
+def setup(spec: RunSpec, views: Path) -> Trainer:
+    """Data, model, optimiser, scheduler and the run's random streams (docs/reproducibility.md)."""
+    cfg = spec.training
+    device = choose_device(spec.settings.device)
+    data = load_run_data(views, spec.run, spec.n_folds)
+    log.info(
+        "run %s: %d train / %d val / %d test images, classes %s, seed %d",
+        spec.run, len(data.train), len(data.val), len(data.test), data.classes, spec.seed,
+    )
+    torch.manual_seed(spec.seed)
+    model = spec.model.build(len(data.classes)).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    reference = data.class_index(spec.reference_class)
+    positives = tuple(i for i in range(len(data.classes)) if i != reference) if reference is not None else ()
+    if cfg.mask_loss_weight > 0 and not data.train.cache.has_masks:
+        raise UserError(
+            f"training.mask_loss_weight is {cfg.mask_loss_weight} but the view cache {views} has no masks "
+            "(pixel annotations); set it to 0 or construct the dataset with masks"
+        )
+    contrastive = model_type(spec.model.type).contrastive and bool(positives)
+    return Trainer(
+        spec=spec,
+        data=data,
+        device=device,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        shuffle_rng=torch.Generator().manual_seed(spec.seed),
+        sample_rng=torch.Generator(device=device).manual_seed(spec.seed + TRAINING_DRAWS),
+        loss_config=losses.LossConfig(
+            entropy_weight=cfg.entropy_lambda,
+            positive_classes=positives,
+            reference_class=reference if reference is not None else 0,
+            class_weights=class_weight_tensor(cfg, data, device),
+            mask_weight=cfg.mask_loss_weight,
+        ),
+        contrastive_start=cfg.contrastive_start if contrastive else None,
+    )
+
+
+def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str, Any]:
+    """One pass over the training images, then validation; returns the epoch's history row."""
+    spec, cfg, model, data = trainer.spec, trainer.spec.training, trainer.model, trainer.data
+    started = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(data.train), generator=trainer.shuffle_rng).tolist()
+    batches = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    loss_config = trainer.loss_config
+    if trainer.contrastive_start is not None and epoch > trainer.contrastive_start:
+        loss_config = replace(loss_config, contrastive=True)
+    parts_sum: dict[str, float] = {}
+    correct = seen = 0
+    logit_spreads = []  # per batch of two or more images; one image says nothing about it
+    autocast = spec.settings.mixed_precision and trainer.device.type == "cuda"
+    for batch in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=5):
+        images = [data.train.image(i) for i in batch]
+        labels = torch.tensor([data.train.label(i) for i in batch], device=trainer.device)
+        masks = batch_masks(data.train, batch) if loss_config.mask_weight > 0 else None
+        with torch.autocast(trainer.device.type, enabled=autocast):
+            out = model(images, generator=trainer.sample_rng)
+            parts = losses.total_loss(
+                out, labels, loss_config, model=model, images=images, generator=trainer.sample_rng, masks=masks
+            )
+        if not torch.isfinite(parts.total):
+            raise UserError(
+                f"run {spec.run}: the training loss became {parts.total.item()} in epoch {epoch}; "
+                "lower the learning rate (training.lr) or check the input data"
+            )
+        trainer.optimizer.zero_grad(set_to_none=True)
+        parts.total.backward()
+        if cfg.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        trainer.optimizer.step()
+        for name, value in parts.as_floats().items():
+            parts_sum[name] = parts_sum.get(name, 0.0) + value * len(batch)
+        correct += int((out.logits.argmax(1) == labels).sum())
+        seen += len(batch)
+        if len(batch) > 1:
+            logit_spreads.append(float(out.logits.detach().std(0).max()))
+    trainer.scheduler.step()
+    _warn_if_collapsed(spec, epoch, logit_spreads, state)
+
+    val_accuracy = (
+        accuracy(model, data.val, trainer.device, spec.seed, cfg.sampling_at_test) if len(data.val) else math.nan
+    )
+    return {
+        "epoch": epoch,
+        "train_loss": parts_sum["total"] / seen,
+        "train_accuracy": correct / seen,
+        "val_accuracy": val_accuracy,
+        "lr": trainer.scheduler.get_last_lr()[0],
+        "seconds": time.perf_counter() - started,
+        **{f"mean_{name}": total / seen for name, total in parts_sum.items() if name != "total"},
+    }
+
+
+def _warn_if_collapsed(spec: RunSpec, epoch: int, logit_spreads: list[float], state: dict[str, Any]) -> None:
+    """Say once per run when the logits stopped depending on the image (they will not recover)."""
+    collapsed = bool(logit_spreads) and max(logit_spreads) < COLLAPSED_SPREAD
+    if collapsed and not state.get("collapse_reported"):
+        log.warning(
+            "run %s, epoch %d: the logits were the same for every training image (largest spread "
+            "across a batch %.1e): the model's output no longer depends on its input and training "
+            "will not bring it back (with the LeNet feature net, typically every ReLU after its "
+            "second convolution has died). Try another seed or a lower training.lr.",
+            spec.run, epoch, max(logit_spreads),
+        )
+        state["collapse_reported"] = True
+
+
+def write_outputs(trainer: Trainer, state: dict[str, Any], outputs: RunOutputs) -> dict[str, Any]:
+    """The best weights with the metadata a later step needs to rebuild and use the model."""
+    spec = trainer.spec
     metadata = {
-        "model_type": job.model_type,
-        "model_params": job.model_params,
-        "classes": data.classes,
-        "seed": job.seed,
-        "run": job.run,
+        "dataset": spec.dataset,
+        "method": spec.method,
+        "model_type": spec.model.type,
+        "model_params": spec.model.params.to_dict(),
+        "classes": trainer.data.classes,
+        "seed": spec.seed,
+        "run": spec.run,
         "best_epoch": state.get("best_epoch", state["epoch"]),
-        "device": str(device),
+        "device": str(trainer.device),
         "torch": str(torch.__version__),
     }
-    with atomic_path(job.out_model) as tmp:
+    with atomic_path(outputs.model) as tmp:
         torch.save({"state_dict": state["best_state"], "metadata": metadata}, tmp)
-    with atomic_path(job.out_history) as tmp:
+    with atomic_path(outputs.history) as tmp:
         frame = pd.DataFrame(state["history"])
-        frame.insert(0, "seed", job.seed)
+        frame.insert(0, "seed", spec.seed)
         frame.to_csv(tmp, index=False)
     return metadata
 
 
-def batch_masks(subset: Any, batch: list[int]) -> list[torch.Tensor | None]:
+def batch_masks(subset: Subset, batch: list[int]) -> list[torch.Tensor | None]:
     """Pixel annotations of a batch for the mask loss: each image's mask view at the largest cached
     scale as ``(h, w)`` floats in [0, 1] (object fraction), ``None`` where an image has no mask."""
     scale = max(subset.cache.scales)
@@ -211,7 +252,7 @@ def batch_masks(subset: Any, batch: list[int]) -> list[torch.Tensor | None]:
     return masks
 
 
-def run_identity(job: TrainingJob, data: RunData) -> dict[str, Any]:
+def run_identity(spec: RunSpec, data: RunData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: run, seed, model, training settings (all but the
     number of epochs, which may grow) and the images the run trains and validates on. A checkpoint
     of this run left by an earlier config or dataset is not continued: training starts over."""
@@ -220,17 +261,18 @@ def run_identity(job: TrainingJob, data: RunData) -> dict[str, Any]:
         for subset in (data.train, data.val)
     ]
     return {
-        "model_type": job.model_type,
-        "run": job.run,
-        "seed": job.seed,
-        "model_params": dict(job.model_params),
-        "training": {key: value for key, value in job.training.items() if key != "epochs"},
+        "model_type": spec.model.type,
+        "run": spec.run,
+        "seed": spec.seed,
+        "model_params": spec.model.params.to_dict(),
+        "training": {key: value for key, value in spec.training.to_dict().items() if key != "epochs"},
         "data": hashlib.sha256(json.dumps([list(data.classes), images]).encode()).hexdigest(),
     }
 
 
-def losses_class_weights(setting: Any, data: RunData, device: torch.device) -> torch.Tensor | None:
-    """``None``, explicit weights, or ``inverse_frequency`` over the training labels."""
+def class_weight_tensor(cfg: TrainingConfig, data: RunData, device: torch.device) -> torch.Tensor | None:
+    """``None``, the configured weights, or ``inverse_frequency`` over the training labels."""
+    setting = cfg.class_weights
     if setting is None:
         return None
     if setting == "inverse_frequency":
@@ -242,21 +284,3 @@ def losses_class_weights(setting: Any, data: RunData, device: torch.device) -> t
             f"config key 'training.class_weights': {len(setting)} weights for {len(data.classes)} classes"
         )
     return torch.tensor(setting, dtype=torch.float32, device=device)
-
-
-@torch.no_grad()
-def predict(model, subset, device: torch.device, seed: int, sampling: str, batch_size: int = 8) -> list[int]:
-    """Predicted class per image of ``subset``; Monte Carlo draws come from a generator seeded by ``seed``."""
-    model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed + 7)
-    predictions: list[int] = []
-    for start in range(0, len(subset), batch_size):
-        images = [subset.image(i) for i in range(start, min(start + batch_size, len(subset)))]
-        out = model(images, generator=generator, sampling=sampling)
-        predictions.extend(out.logits.argmax(1).tolist())
-    return predictions
-
-
-def accuracy(model, subset, device: torch.device, seed: int, sampling: str) -> float:
-    predictions = predict(model, subset, device, seed, sampling)
-    return sum(int(p == subset.label(i)) for i, p in enumerate(predictions)) / max(len(subset), 1)

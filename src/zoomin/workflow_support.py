@@ -11,7 +11,8 @@ from zoomin.errors import UserError
 
 
 def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
-    """Log to ``snakemake.log[0]`` (and stderr), run ``body``; a UserError exits 1 with one clear line."""
+    """Log to ``snakemake.log[0]`` and stderr, run ``body``; a UserError exits 1 with one clear line
+    (logged once: the stderr handler shows it to the user, the file handler keeps it in the log)."""
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if snakemake.log:
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
@@ -32,7 +33,6 @@ def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
         body()
     except UserError as error:
         logging.getLogger("zoomin").error("%s", error)
-        print(f"zoomin: error: {error}", file=sys.stderr)
         sys.exit(1)
     except Exception:
         logging.getLogger("zoomin").exception("failed")

@@ -129,14 +129,7 @@ def test_training_passes_slide_masks_to_the_mask_loss(views, tmp_path, monkeypat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(losses, "total_loss", spy)
-    job = training.TrainingJob(
-        views=views, model_type="zoomin", model_params=dict(ZOOMIN),
-        training={**training_config(), "mask_loss_weight": 1.0},
-        dataset_config={"runs": {"seeds": [0]}, "reference_class": "negative"}, run="s0", seed=0,
-        checkpoint_dir=tmp_path / "ckpt", out_model=tmp_path / "model.pt", out_history=tmp_path / "history.csv",
-        device="cpu",
-    )
-    training.train(job)
+    training.train(run_spec(mask_loss_weight=1.0, reference_class="negative"), views, run_outputs(tmp_path))
     masks = [m for batch in seen for m in batch]
     assert seen and all(m is not None and m.shape == (64, 64) for m in masks)
     assert all(0.0 <= float(m.min()) and float(m.max()) <= 1.0 for m in masks)
@@ -147,20 +140,26 @@ def test_mask_loss_without_masks_is_a_clear_error(raw, tmp_path):
     from zoomin import training
 
     views = build(raw, tmp_path, masks="none")
-    job = training.TrainingJob(
-        views=views, model_type="zoomin", model_params=dict(ZOOMIN),
-        training={**training_config(), "mask_loss_weight": 1.0},
-        dataset_config={"runs": {"seeds": [0]}}, run="s0", seed=0, checkpoint_dir=tmp_path / "ckpt",
-        out_model=tmp_path / "model.pt", out_history=tmp_path / "history.csv", device="cpu",
-    )
     with pytest.raises(UserError, match="mask_loss_weight.*no masks"):
-        training.train(job)
+        training.train(run_spec(mask_loss_weight=1.0), views, run_outputs(tmp_path))
 
 
-def training_config() -> dict:
-    from zoomin.config import DEFAULT_TRAINING
+def run_spec(mask_loss_weight: float, reference_class: str | None = None):
+    """Run s0 of a Zoom-In on the slides: one epoch of batches of two, every other setting default."""
+    from zoomin.spec import MeasureConfig, ModelSpec, RunSettings, RunSpec, TrainingConfig
 
-    return {**DEFAULT_TRAINING, "epochs": 1, "batch_size": 2, "contrastive_start": 0}
+    return RunSpec(
+        dataset="cam", method="zoomin_lenet", run="s0", seed=0,
+        model=ModelSpec.from_dict({"type": "zoomin", "params": ZOOMIN}),
+        training=TrainingConfig(epochs=1, batch_size=2, contrastive_start=0, mask_loss_weight=mask_loss_weight),
+        measure=MeasureConfig(), settings=RunSettings(device="cpu"), n_folds=None, reference_class=reference_class,
+    )
+
+
+def run_outputs(folder: Path):
+    from zoomin.training import RunOutputs
+
+    return RunOutputs(folder / "ckpt", folder / "model.pt", folder / "history.csv")
 
 
 @pytest.mark.workflow

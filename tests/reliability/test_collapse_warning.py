@@ -4,28 +4,24 @@ and a run whose batches hold one image each (nothing to compare), do not."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
 from reliability_helpers import RESUME_CONFIG
 
-from zoomin import config as zconfig
 from zoomin import training
+from zoomin.config import load
+from zoomin.spec import ModelSpec, RunSettings
 
 
-def _job(views: Path, out: Path, epochs: int, batch_size: int) -> training.TrainingJob:
-    config = zconfig.load(RESUME_CONFIG)
-    return training.TrainingJob(
-        views=views, model_type="zoomin", model_params=zconfig.model_params(config, "colon", "zoomin_lenet"),
-        training={**zconfig.training(config, "colon", "zoomin_lenet"), "epochs": epochs, "batch_size": batch_size,
-                  "contrastive_start": None},
-        dataset_config=config["datasets"]["colon"], run="r0f0", seed=0, checkpoint_dir=out / "ckpt",
-        out_model=out / "model.pt", out_history=out / "history.csv", device="cpu",
-    )
+def _spec(epochs: int, batch_size: int):
+    spec = load(RESUME_CONFIG).run("colon", "zoomin_lenet", "r0f0")
+    training_config = spec.training.replace(epochs=epochs, batch_size=batch_size, contrastive_start=None)
+    return replace(spec, seed=0, training=training_config, settings=RunSettings(device="cpu"))
 
 
-BUILD = training.build_model
+BUILD = ModelSpec.build
 
 
 def _with_dead_features(*args, **kwargs):
@@ -38,9 +34,10 @@ def _with_dead_features(*args, **kwargs):
 @pytest.mark.parametrize("dead, batch_size, reported", [(True, 2, True), (False, 2, False), (True, 1, False)])
 def test_collapsed_model_is_reported_once(colon_views, tmp_path, monkeypatch, caplog, dead, batch_size, reported):
     if dead:
-        monkeypatch.setattr(training, "build_model", _with_dead_features)
+        monkeypatch.setattr(ModelSpec, "build", _with_dead_features)
+    outputs = training.RunOutputs(tmp_path / "ckpt", tmp_path / "model.pt", tmp_path / "history.csv")
     with caplog.at_level(logging.WARNING, logger="zoomin.training"):
-        training.train(_job(colon_views, tmp_path, epochs=2, batch_size=batch_size))
+        training.train(_spec(epochs=2, batch_size=batch_size), colon_views, outputs)
     reports = [r.getMessage() for r in caplog.records if "no longer depends on its input" in r.getMessage()]
     if reported:
         assert len(reports) == 1 and "run r0f0, epoch 1" in reports[0] and "another seed" in reports[0]

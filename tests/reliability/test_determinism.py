@@ -22,8 +22,8 @@ from reliability_helpers import (
 )
 
 from zoomin.config import load as load_config
-from zoomin.config import run_seed
-from zoomin.tables import make_table
+from zoomin.runs import run_seed
+from zoomin.tables import RunMetrics, make_table
 
 DETERMINISTIC_METRICS = ["seed", "accuracy", "n_test", "predictions", "labels", "sampling", "gflops", "model_type", "best_epoch"]
 
@@ -33,8 +33,9 @@ def table(run_dir: Path, root: Path) -> pd.DataFrame:
     metrics = root / "results" / "colon" / "zoomin_lenet" / "r0f0" / "metrics.json"
     metrics.parent.mkdir(parents=True)
     shutil.copy(run_dir / "metrics.json", metrics)
-    config = load_config(RESUME_CONFIG)
-    return make_table([metrics], config["datasets"], config["methods"], None, root / "table1.csv", root / "table1.md")
+    config = yaml.safe_load(RESUME_CONFIG.read_text())
+    runs = [RunMetrics("colon", "zoomin_lenet", "r0f0", metrics)]
+    return make_table(runs, config["datasets"], config["methods"], None, root / "table1.csv", root / "table1.md")
 
 
 def test_two_runs_same_seed_identical(colon_views, uninterrupted_run, tmp_path):
@@ -59,7 +60,7 @@ def test_two_runs_same_seed_identical(colon_views, uninterrupted_run, tmp_path):
 
 
 def test_seed_recorded_in_every_output(uninterrupted_run):
-    seed = run_seed(load_config(RESUME_CONFIG), "r0f0")
+    seed = load_config(RESUME_CONFIG).run("colon", "zoomin_lenet", "r0f0").seed
     model = torch.load(uninterrupted_run / "model.pt", map_location="cpu", weights_only=True)
     assert model["metadata"]["seed"] == seed
     assert json.loads((uninterrupted_run / "metrics.json").read_text())["seed"] == seed
@@ -78,5 +79,5 @@ def test_another_seed_gives_other_weights(colon_views, uninterrupted_run, tmp_pa
     zoomin(*train_args(colon_views, other, config=other_config), cwd=tmp_path)
     a = torch.load(uninterrupted_run / "model.pt", map_location="cpu", weights_only=True)
     b = torch.load(other / "model.pt", map_location="cpu", weights_only=True)
-    assert b["metadata"]["seed"] == run_seed(config, "r0f0") != a["metadata"]["seed"]
+    assert b["metadata"]["seed"] == run_seed(config["seed"], "r0f0") != a["metadata"]["seed"]
     assert any(not torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])

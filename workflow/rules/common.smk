@@ -1,20 +1,37 @@
-# Config validation (before any job runs), wildcard constraints and input functions.
+# The config, checked before any job runs; path patterns, wildcard constraints and input functions.
+#
+# Everything a rule needs to know about a dataset, a method or a run comes from the typed
+# Experiment that zoomin.config.prepare builds from the config (zoomin/spec.py); facts about a
+# model type come from the model registry, facts about a data source from the source registry.
 import sys
-from pathlib import Path
+from importlib.util import find_spec
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+import zoomin.config
+from zoomin.data.sources import download_options, get_source
+from zoomin.errors import ConfigError
 
-from snakemake.utils import validate
+try:
+    EXP = zoomin.config.prepare(config)
+except ConfigError as error:
+    sys.exit(f"zoomin: error: {error}")
 
-import zoomin.config as zconfig
+DATASETS = list(EXP.datasets)
+METHODS = list(EXP.methods)
+SLIDE_DATASETS = [d for d, ds in EXP.datasets.items() if get_source(ds.source).kind == "slide"]
+IMAGE_DATASETS = [d for d in DATASETS if d not in SLIDE_DATASETS]
+DOWNLOADABLE = [d for d, ds in EXP.datasets.items() if get_source(ds.source).download is not None]
+NO_MATCH = "(?!x)x"  # a wildcard constraint no value satisfies: the rule applies to no dataset
 
-validate(config, "../schemas/config.schema.yaml")
-zconfig.check(config)
+RAW = "resources/{dataset}/raw"
+CONSTRUCTED = "resources/{dataset}/constructed"
+VIEWS = "results/{dataset}/views.h5"
+RUN = "results/{dataset}/{method}/{run}"
 
-DATASETS = list(config["datasets"])
-METHODS = list(config["methods"])
-PLOT_CODE = ["src/zoomin/plots.py"]
-TABLE_CODE = ["src/zoomin/tables.py"]
+
+def code_of(*modules):
+    """The source files of package modules, as inputs of the rules they drive: editing a plot
+    or table module re-runs only its rules (resolved where the package is installed)."""
+    return [find_spec(module).origin for module in modules]
 
 
 wildcard_constraints:
@@ -23,88 +40,49 @@ wildcard_constraints:
     run=r"(r\d+f\d+|s\d+)",
 
 
-def dataset_config(wildcards):
-    return config["datasets"][wildcards.dataset]
+def one_of(names):
+    return "|".join(names) or NO_MATCH
 
 
-def runs(dataset):
-    return zconfig.run_ids(config["datasets"][dataset])
+def run_spec(wildcards):
+    """The run's RunSpec as plain data: a changed setting re-runs exactly the jobs it affects."""
+    return EXP.run(wildcards.dataset, wildcards.method, wildcards.run).to_dict()
 
 
-def metrics_files(table):
+def runs_of(table):
+    """(dataset, method, run) of every run whose metrics go into ``table``."""
     return [
-        f"results/{dataset}/{method}/{run}/metrics.json"
-        for dataset, ds in config["datasets"].items()
-        if ds.get("table", "table1") == table
-        for method in ds["methods"]
-        for run in runs(dataset)
+        (dataset, method, run)
+        for dataset, ds in EXP.datasets.items()
+        if ds.table == table
+        for method in ds.methods
+        for run in ds.runs
     ]
 
 
 def table_outputs():
-    tables = sorted({ds.get("table", "table1") for ds in config["datasets"].values()})
-    return [f"results/{table}.{ext}" for table in tables for ext in ("csv", "md")]
+    return [f"results/{table}.{ext}" for table in EXP.tables() for ext in ("csv", "md")]
 
 
 def attention_figures():
-    method = config.get("figures", {}).get("attention_method")
     return [
         f"results/figures/attention_{dataset}.png"
-        for dataset, ds in config["datasets"].items()
-        if method in ds["methods"]
+        for dataset, ds in EXP.datasets.items()
+        if EXP.attention_method in ds.methods
     ]
 
 
 def curve_figures():
     return [
         f"results/{dataset}/{method}/{run}/curves.png"
-        for dataset, ds in config["datasets"].items()
-        for method in ds["methods"]
-        for run in runs(dataset)
+        for dataset, ds in EXP.datasets.items()
+        for method in ds.methods
+        for run in ds.runs
     ]
-
-
-def train_resources(key, default):
-    return config.get("resources", {}).get("train", {}).get(key, default)
-
-
-# Sources whose constructed datasets are whole-slide images (kind: slide): their views live in one
-# HDF5 cache per slide (results/<dataset>/slides/<image_id>.h5), listed after construction.
-SLIDE_SOURCES = ("camelyon16", "slide_folder")
-SLIDE_DATASETS = [name for name, ds in config["datasets"].items() if ds["source"] in SLIDE_SOURCES]
-
-
-def is_slide_dataset(dataset):
-    return config["datasets"][dataset]["source"] in SLIDE_SOURCES
-
-
-def cache_scales(dataset):
-    """Scales cached for a dataset. Images: every view scale the methods read. Slides: only the
-    whole-slide views (Zoom-In's s1, ATS/CNN's scale); stage-2 views are read through OpenSlide."""
-    scales = zconfig.view_scales(config, dataset)
-    if not is_slide_dataset(dataset):
-        return scales
-    whole = set()
-    for method in config["datasets"][dataset]["methods"]:
-        params = zconfig.model_params(config, dataset, method)
-        key = "s1" if config["methods"][method]["model"] == "zoomin" else "scale"
-        if key in params and float(params[key]) < 1:
-            whole.add(float(params[key]))
-    return sorted(whole) or scales
-
-
-def slide_tile_size(dataset):
-    """Tile side (level-0 px) of the slide caches' tissue-tile coords: the dataset's Zoom-In tile."""
-    for method in config["datasets"][dataset]["methods"]:
-        if config["methods"][method]["model"] == "zoomin":
-            return int(zconfig.model_params(config, dataset, method)["tile"])
-    return 256
 
 
 def slide_caches(wildcards):
     """Every slide cache of a slide dataset; known only once the construct_dataset checkpoint ran."""
-    if not is_slide_dataset(wildcards.dataset):
-        return []
     from zoomin.data.constructed import read_constructed
 
     constructed = checkpoints.construct_dataset.get(dataset=wildcards.dataset).output.constructed
@@ -115,8 +93,5 @@ def slide_caches(wildcards):
 
 
 def construct_inputs(wildcards):
-    """The download marker for real sources; nothing for generated or user-provided data."""
-    source = config["datasets"][wildcards.dataset]["source"]
-    if source in ("synthetic", "image_folder", "slide_folder"):
-        return []
-    return [f"resources/{wildcards.dataset}/raw/.complete"]
+    """The download marker for sources that download; nothing for generated or user-provided data."""
+    return [f"{RAW}/.complete".format(dataset=wildcards.dataset)] if wildcards.dataset in DOWNLOADABLE else []

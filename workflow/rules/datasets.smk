@@ -9,11 +9,11 @@ checkpoint construct_dataset:
     input:
         raw=construct_inputs,
     output:
-        constructed=directory("resources/{dataset}/constructed"),
+        constructed=directory(CONSTRUCTED),
     params:
-        source=lambda wc: config["datasets"][wc.dataset]["source"],
-        construct=lambda wc: config["datasets"][wc.dataset].get("construct", {}),
-        raw_dir=lambda wc: f"resources/{wc.dataset}/raw",
+        source=lambda wc: EXP.datasets[wc.dataset].source,
+        construct=lambda wc: EXP.datasets[wc.dataset].construct,
+        raw_dir=RAW,
     log:
         "logs/{dataset}/construct.log",
     conda:

@@ -2,9 +2,8 @@
 #
 # The marker resources/<dataset>/raw/.complete is written last, so a crashed download reruns, and
 # the raw folder itself is never an output (Snakemake would delete it, and with it the .part files
-# that let a rerun resume). Options come from config["datasets"][<name>]["download"]; for fmow,
-# `classes`, `n_train` and `seed` are taken from its `construct:` block too, so the download and
-# the construction pick the same images.
+# that let a rerun resume). Options come from the dataset's `download:` block, plus the
+# `construct:` options the source's record says its download needs too.
 
 
 localrules:
@@ -13,25 +12,17 @@ localrules:
 
 rule download_dataset:
     output:
-        marker="resources/{dataset}/raw/.complete",
+        marker=f"{RAW}/.complete",
     wildcard_constraints:
-        dataset="|".join(
-            name
-            for name, ds in config["datasets"].items()
-            if ds["source"] in ("colon_cancer", "traffic_signs", "fmow", "camelyon16", "needle_camelyon")
-        )
-        or "(?!x)x",
+        dataset=one_of(DOWNLOADABLE),
     params:
-        source=lambda wc: config["datasets"][wc.dataset]["source"],
-        options=lambda wc: {
-            **{
-                key: value
-                for key, value in config["datasets"][wc.dataset].get("construct", {}).items()
-                if config["datasets"][wc.dataset]["source"] == "fmow" and key in ("classes", "n_train", "seed")
-            },
-            **config["datasets"][wc.dataset].get("download", {}),
-        },
-        raw_dir=lambda wc: f"resources/{wc.dataset}/raw",
+        source=lambda wc: EXP.datasets[wc.dataset].source,
+        options=lambda wc: download_options(
+            EXP.datasets[wc.dataset].source,
+            EXP.datasets[wc.dataset].construct,
+            EXP.datasets[wc.dataset].download,
+        ),
+        raw_dir=RAW,
     log:
         "logs/{dataset}/download.log",
     conda:

@@ -1,5 +1,5 @@
-# Tables and figures. They depend on the plotting/table code itself, so editing that code
-# re-runs only these rules, never training.
+# Tables and figures. They list the package modules that make them as inputs, so editing that
+# code re-runs only these rules, never training.
 
 
 localrules:
@@ -10,17 +10,20 @@ localrules:
 
 rule table:
     input:
-        metrics=lambda wc: metrics_files(wc.table),
-        paper=lambda wc: f"config/paper_{wc.table}.csv",
-        code=TABLE_CODE,
+        metrics=lambda wc: [f"results/{d}/{m}/{r}/metrics.json" for d, m, r in runs_of(wc.table)],
+        paper="config/paper_{table}.csv",
+        code=code_of("zoomin.tables"),
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
         md="results/{table}.md",
     params:
-        datasets=config["datasets"],
-        methods=config["methods"],
+        runs=lambda wc: runs_of(wc.table),
+        datasets=lambda wc: {
+            d: {"block": ds.block, "methods": list(ds.methods)} for d, ds in EXP.datasets.items() if ds.table == wc.table
+        },
+        methods={name: {"label": m.label} for name, m in EXP.methods.items()},
     wildcard_constraints:
-        table="table1|table2",
+        table="|".join(EXP.tables()) or NO_MATCH,
     log:
         "logs/{table}.log",
     conda:
@@ -31,11 +34,11 @@ rule table:
 
 rule plot_curves:
     input:
-        history="results/{dataset}/{method}/{run}/history.csv",
-        code=PLOT_CODE,
+        history=f"{RUN}/history.csv",
+        code=code_of("zoomin.plots"),
     output:
         png=report(
-            "results/{dataset}/{method}/{run}/curves.png",
+            f"{RUN}/curves.png",
             caption="../report/curves.rst",
             category="Training curves",
             subcategory="{dataset}",
@@ -48,11 +51,16 @@ rule plot_curves:
         "../scripts/plot_curves.py"
 
 
+def attention_run(wildcards):
+    """The run whose model draws a dataset's attention figure: the attention method's first run."""
+    return EXP.run(wildcards.dataset, EXP.attention_method, EXP.datasets[wildcards.dataset].runs[0])
+
+
 rule plot_attention:
     input:
-        views="results/{dataset}/views.h5",
-        model=lambda wc: f"results/{wc.dataset}/{config['figures']['attention_method']}/{runs(wc.dataset)[0]}/model.pt",
-        code=PLOT_CODE,
+        views=VIEWS,
+        model=lambda wc: f"results/{wc.dataset}/{EXP.attention_method}/{EXP.datasets[wc.dataset].runs[0]}/model.pt",
+        code=code_of("zoomin.plots", "zoomin.figures"),
     output:
         png=report(
             "results/figures/attention_{dataset}.png",
@@ -60,11 +68,7 @@ rule plot_attention:
             category="Attention",
         ),
     params:
-        dataset_config=dataset_config,
-        model_type=lambda wc: config["methods"][config["figures"]["attention_method"]]["model"],
-        model_params=lambda wc: zconfig.model_params(config, wc.dataset, config["figures"]["attention_method"]),
-        seed=lambda wc: zconfig.run_seed(config, runs(wc.dataset)[0]),
-        run=lambda wc: runs(wc.dataset)[0],
+        spec=lambda wc: attention_run(wc).to_dict(),
     log:
         "logs/{dataset}/plot_attention.log",
     conda:

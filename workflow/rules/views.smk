@@ -5,21 +5,40 @@
 # killed slide is redone alone), then views.h5 indexes them with HDF5 external links.
 
 
+rule build_views:
+    input:
+        constructed=CONSTRUCTED,
+    output:
+        views=VIEWS,
+    params:
+        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=False),
+    wildcard_constraints:
+        dataset=one_of(IMAGE_DATASETS),
+    log:
+        "logs/{dataset}/build_views.log",
+    benchmark:
+        "logs/{dataset}/build_views.benchmark.tsv"
+    conda:
+        "../../envs/zoomin.yaml"
+    script:
+        "../scripts/build_views.py"
+
+
 rule slide_cache:
     input:
-        constructed="resources/{dataset}/constructed",
+        constructed=CONSTRUCTED,
     output:
         cache="results/{dataset}/slides/{image_id}.h5",
     params:
-        scales=lambda wc: cache_scales(wc.dataset),
-        tile_size=lambda wc: slide_tile_size(wc.dataset),
+        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=True),
+        tile_size=lambda wc: EXP.slide_tile_size(wc.dataset),
     wildcard_constraints:
-        dataset="|".join(SLIDE_DATASETS) or "(?!x)x",
+        dataset=one_of(SLIDE_DATASETS),
         image_id=r"[A-Za-z0-9_.-]+",
     log:
         "logs/{dataset}/slides/{image_id}.log",
     benchmark:
-        "benchmarks/{dataset}/slides/{image_id}.tsv"
+        "logs/{dataset}/slides/{image_id}.benchmark.tsv"
     threads: 1
     resources:
         mem_mb=2000,
@@ -29,20 +48,20 @@ rule slide_cache:
         "../scripts/slide_cache.py"
 
 
-rule build_views:
+rule index_slide_views:
     input:
-        constructed="resources/{dataset}/constructed",
+        constructed=CONSTRUCTED,
         slides=slide_caches,
     output:
-        views="results/{dataset}/views.h5",
+        views=VIEWS,
     params:
-        scales=lambda wc: cache_scales(wc.dataset),
-        slides_dir=lambda wc: f"results/{wc.dataset}/slides" if is_slide_dataset(wc.dataset) else "",
+        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=True),
+        slides_dir="results/{dataset}/slides",
+    wildcard_constraints:
+        dataset=one_of(SLIDE_DATASETS),
     log:
         "logs/{dataset}/build_views.log",
-    benchmark:
-        "benchmarks/{dataset}/build_views.tsv"
     conda:
         "../../envs/zoomin.yaml"
     script:
-        "../scripts/build_views.py"
+        "../scripts/index_slide_views.py"

@@ -1,7 +1,10 @@
-"""``zoomin train``: train one (dataset, method, run) outside Snakemake, from a config file.
+"""``zoomin train``: train one (dataset, method, run) of a config file outside Snakemake.
 
-The workflow's ``train`` rule does the same through workflow/scripts/train.py; this command is for
-debugging one run by hand and for the kill-and-resume tests.
+The workflow's ``train`` rule does the same (both build the run's :class:`zoomin.spec.RunSpec`
+from the config with :mod:`zoomin.config`); this command is for running one run by hand.
+
+    zoomin train --config config/config.yaml --dataset colon --method zoomin_lenet --run r0f0 \\
+        --views results/colon/views.h5 --out-model m.pt --out-history h.csv --checkpoint-dir ckpt/
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import zoomin.config as zconfig
+from zoomin.config import load
 from zoomin.errors import ConfigError
+from zoomin.spec import RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train one (dataset, method, run)")
+    parser = subparsers.add_parser("train", help="train one (dataset, method, run)", description=__doc__.splitlines()[0])
     add_run_arguments(parser)
     parser.add_argument("--out-model", type=Path, required=True)
     parser.add_argument("--out-history", type=Path, required=True)
@@ -30,34 +34,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=Path, required=True, help="the dataset's views.h5")
 
 
-def resolve(args: argparse.Namespace) -> dict:
-    config = zconfig.load(args.config)
-    if args.dataset not in config["datasets"]:
+def run_spec(args: argparse.Namespace) -> RunSpec:
+    """The RunSpec that the command's --config/--dataset/--method/--run name."""
+    experiment = load(args.config)
+    if args.dataset not in experiment.datasets:
         raise ConfigError("datasets", f"no dataset '{args.dataset}' in {args.config}")
-    if args.method not in config["datasets"][args.dataset]["methods"]:
-        raise ConfigError(f"datasets.{args.dataset}.methods", f"method '{args.method}' is not listed")
-    if args.run not in zconfig.run_ids(config["datasets"][args.dataset]):
-        raise ConfigError(f"datasets.{args.dataset}.runs", f"run '{args.run}' is not one of its runs")
-    return config
+    return experiment.run(args.dataset, args.method, args.run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from zoomin.training import TrainingJob, train
+    from zoomin.training import RunOutputs, train
 
-    config = resolve(args)
-    train(
-        TrainingJob(
-            views=args.views,
-            model_type=config["methods"][args.method]["model"],
-            model_params=zconfig.model_params(config, args.dataset, args.method),
-            training=zconfig.training(config, args.dataset, args.method),
-            dataset_config=config["datasets"][args.dataset],
-            run=args.run,
-            seed=zconfig.run_seed(config, args.run),
-            checkpoint_dir=args.checkpoint_dir,
-            out_model=args.out_model,
-            out_history=args.out_history,
-            device=config.get("device", "auto"),
-            mixed_precision=config.get("mixed_precision", False),
-        )
-    )
+    train(run_spec(args), args.views, RunOutputs(args.checkpoint_dir, args.out_model, args.out_history))

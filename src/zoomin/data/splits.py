@@ -1,6 +1,6 @@
 """The images of one run: train/val/test subsets backed by the dataset's view cache.
 
-``load_run_data(views_h5, dataset_config, run)`` reads the cache's index, asks
+``load_run_data(views_h5, run, n_folds)`` reads the cache's own index (ids, labels, splits), asks
 :mod:`zoomin.data.folds` for the run's split, and returns subsets whose ``image(i)`` is an
 :class:`zoomin.image_access.ImageAccess`. Image objects are kept for the life of the subset, so an
 image file is decoded once per run, not once per epoch.
@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoomin.config import parse_run
-from zoomin.data.constructed import read_constructed
 from zoomin.data.folds import run_split
 from zoomin.data.view_cache import ViewCache
+from zoomin.errors import ConfigError
+from zoomin.runs import parse_run
 
 
 @dataclass
@@ -54,26 +54,24 @@ class RunData:
         if name is None:
             return None
         if name not in self.classes:
-            from zoomin.errors import ConfigError
-
             raise ConfigError("reference_class", f"'{name}' is not one of the classes {self.classes}")
         return self.classes.index(name)
 
 
-def load_run_data(views: str | Path, dataset_config: dict[str, Any], run: str) -> RunData:
+def load_run_data(views: str | Path, run: str, n_folds: int | None = None) -> RunData:
+    """The train/val/test subsets of ``run`` (``r<rep>f<fold>`` with ``n_folds`` folds, or ``s<seed>``)."""
     cache = ViewCache(views)
-    constructed = read_constructed(cache.constructed_dir)
-    parts = parse_run(run)
-    runs = dataset_config["runs"]
+    dataset = cache.as_dataset()
+    parsed = parse_run(run)
     split = run_split(
-        constructed,
-        fold=parts.get("fold"),
-        repetition=parts.get("repetition", parts.get("seed", 0)),
-        n_folds=runs.get("folds", 10),
+        dataset,
+        fold=parsed.fold,
+        repetition=parsed.repetition if parsed.cross_validation else parsed.seed,
+        n_folds=n_folds if n_folds is not None else 10,
     )
-    label_of = {record.image_id: constructed.label_index(record) for record in constructed.records}
+    label_of = {record.image_id: dataset.label_index(record) for record in dataset.records}
 
     def subset(ids) -> Subset:
         return Subset(cache, list(ids), [label_of[i] for i in ids])
 
-    return RunData(list(constructed.classes), subset(split.train), subset(split.val), subset(split.test))
+    return RunData(list(dataset.classes), subset(split.train), subset(split.val), subset(split.test))

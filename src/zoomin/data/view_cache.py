@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zoomin.atomic import atomic_path
-from zoomin.data.constructed import ConstructedDataset, read_constructed
+from zoomin.data.constructed import ConstructedDataset, ImageRecord, read_constructed
 from zoomin.errors import ConfigError, InputFileError
 from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scaled_length, to_chw_float
 
@@ -116,19 +116,27 @@ def build_view_cache(
     log.info("building %s: %d images at scales %s", out_path, len(dataset), scales)
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            _write_attrs(h5, dataset, scales)
+            _write_attrs(h5, dataset, scales, out_path)
             heights, widths = _write_views(h5, dataset, scales, progress)
             _write_index(h5, dataset, heights, widths)
     return out_path
 
 
-def _write_attrs(h5: h5py.File, dataset: ConstructedDataset, scales: list[float]) -> None:
+def _write_attrs(h5: h5py.File, dataset: ConstructedDataset, scales: list[float], out_path: Path) -> None:
     h5.attrs["format_version"] = FORMAT_VERSION
     h5.attrs["dataset"] = dataset.name
     h5.attrs["kind"] = dataset.kind
     h5.attrs["classes"] = json.dumps(list(dataset.classes))
     h5.attrs["scales"] = json.dumps(scales)
-    h5.attrs["constructed"] = str(dataset.root.resolve())
+    h5.attrs["constructed"] = _relative_to(dataset.root, out_path.parent).as_posix()
+
+
+def _relative_to(target: Path, folder: Path) -> Path:
+    """``target`` relative to ``folder`` (so the two may move together), absolute across drives."""
+    try:
+        return Path(os.path.relpath(target.resolve(), folder.resolve()))
+    except ValueError:  # another drive (Windows)
+        return target.resolve()
 
 
 def _write_views(
@@ -204,10 +212,7 @@ def build_slide_view_index(
             dataset.root / "dataset.json", f"kind {dataset.kind!r}: use build_view_cache for image datasets"
         )
     out_path, slides_dir = Path(out_path), Path(slides_dir)
-    try:
-        link_dir = Path(os.path.relpath(slides_dir.resolve(), out_path.resolve().parent))
-    except ValueError:  # another drive (Windows): fall back to an absolute link
-        link_dir = slides_dir.resolve()
+    link_dir = _relative_to(slides_dir, out_path.parent)
     heights, widths, has_mask = [], [], []
     for record in dataset.records:
         cache_path = slides_dir / f"{record.image_id}.h5"
@@ -228,7 +233,7 @@ def build_slide_view_index(
     log.info("indexing %d slide caches of %s into %s", len(dataset), dataset.name, out_path)
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as h5:
-            _write_attrs(h5, dataset, scales)
+            _write_attrs(h5, dataset, scales, out_path)
             h5.attrs["slides"] = link_dir.as_posix()
             views = h5.create_group("views")
             masks = h5.create_group("masks") if any(has_mask) else None
@@ -292,13 +297,25 @@ class ViewCache:
             )
         except (KeyError, ValueError, TypeError) as error:
             raise InputFileError(self.path, f"incomplete or corrupt view cache ({error}); delete it and rebuild") from error
-        self.constructed = Path(constructed_dir) if constructed_dir is not None else recorded
+        if constructed_dir is not None:
+            self.constructed = Path(constructed_dir)
+        else:  # recorded relative to views.h5 (absolute in caches written before that)
+            self.constructed = recorded if recorded.is_absolute() else self.path.parent / recorded
         self._position = {image_id: i for i, image_id in enumerate(self.index.image_ids)}
 
-    @property
-    def constructed_dir(self) -> Path:
-        """The constructed folder whose images back regions and patches."""
-        return self.constructed
+    def as_dataset(self) -> ConstructedDataset:
+        """The dataset as the cache's own index records it (ids, labels, splits, paths), without
+        reading the constructed folder's labels.csv."""
+        records = tuple(
+            ImageRecord(image_id, path, self.classes[int(label)], split)
+            for image_id, path, label, split in zip(
+                self.index.image_ids, self.index.paths, self.index.labels, self.index.splits
+            )
+        )
+        return ConstructedDataset(
+            root=self.constructed, name=self.dataset, kind=self.kind, classes=self.classes,
+            source="", mpp=None, seed=None, records=records,
+        )
 
     def _file(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():

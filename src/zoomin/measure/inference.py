@@ -47,8 +47,8 @@ def measure_inference(
     image: ImageAccess,
     device: torch.device | str,
     seed: int,
-    repeats: int = 5,
-    warmup: int = 1,
+    repeats: int,
+    warmup: int,
     sampling: str = "sample",
 ) -> dict[str, float | str]:
     """Measure one forward pass of ``model([image], generator=..., sampling=sampling)`` on ``device``.

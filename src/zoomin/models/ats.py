@@ -25,30 +25,23 @@ from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.base import AttentionSamplingClassifier
-from zoomin.models.output import Representation, check_sampling, detached
+from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
+from zoomin.models.registry import ATSParams
 
 
 class ATSNet(AttentionSamplingClassifier):
     """Attention-sampling classifier over one view; see the module docstring."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        scale: float = 0.2,
-        patch: int = 27,
-        n: int = 10,
-        feature: str = "lenet",
-        replace: bool = False,
-        attention_activation: str = "tanh",
-        feature_net: nn.Module | None = None,
-    ):
+    def __init__(self, num_classes: int, params: ATSParams | None = None, feature_net: nn.Module | None = None):
         super().__init__()
-        self.scale = float(scale)
-        self.patch = int(patch)
-        self.n = int(n)
-        self.replace = bool(replace)
-        self.attention = AttentionNet(attention_activation)
-        self.features = feature_net if feature_net is not None else build_feature_net(feature)
+        params = params if params is not None else ATSParams()
+        self.params = params
+        self.scale = params.scale
+        self.patch = params.patch
+        self.n = params.n
+        self.replace = params.replace
+        self.attention = AttentionNet(params.attention_activation)
+        self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
 
     def represent(
@@ -58,7 +51,7 @@ class ATSNet(AttentionSamplingClassifier):
         sampling: str = "sample",
         contrast: bool = False,
     ) -> Representation:
-        """The estimate of ``sum_j p_j f(patch_j)`` per image (``(B, D)``), entropy and details."""
+        """The estimate of ``sum_j p_j f(patch_j)`` per image (``(B, D)``), entropy and attention."""
         check_sampling(sampling)
         maps = self.attention_logits(images)
         probs = [torch.softmax(m.reshape(-1), dim=0) for m in maps]
@@ -76,14 +69,14 @@ class ATSNet(AttentionSamplingClassifier):
         psi = torch.stack([estimate(q, idx, f) for q, idx, f in zip(chosen, drawn, feats)])
         entropies = torch.stack([entropy(p) for p in probs])
         attention = [
-            {"attention": p.reshape(m.shape), "scale": self.scale, "image_size": image.size}
-            for p, m, image in zip(probs, maps, images)
+            Attention(
+                image_size=image.size,
+                stage1=self._view_map(image, p.reshape(m.shape)),
+                sampled=SampledRegions(c, self.patch),
+            )
+            for image, p, m, c in zip(images, probs, maps, centres)
         ]
-        details = [
-            detached({**live, "centres": c, "patch_size": self.patch})
-            for live, c in zip(attention, centres)
-        ]
-        return Representation(psi, entropies, details, attention)
+        return Representation(psi, entropies, attention)
 
     def exact_representation(self, image: ImageAccess) -> torch.Tensor:
         """The exact ``sum_j p_j f(patch_j)`` over every position of the view (small images)."""
@@ -95,11 +88,18 @@ class ATSNet(AttentionSamplingClassifier):
         return p @ feats
 
     @torch.no_grad()
-    def attention_maps(self, image: ImageAccess) -> dict:
-        """The attention over the view and the view itself, detached on the CPU."""
+    def attention_maps(self, image: ImageAccess) -> Attention:
+        """The attention over the view, detached on the CPU; nothing is sampled."""
         logits = self.attention_logits([image])[0]
         p = torch.softmax(logits.reshape(-1), dim=0).reshape(logits.shape)
-        return detached({"view": image.view(self.scale), "attention": p, "scale": self.scale})
+        return Attention(image_size=image.size, stage1=self._view_map(image, p)).detached()
+
+    @staticmethod
+    def _view_map(image: ImageAccess, probs: torch.Tensor) -> AttentionMap:
+        """Attention over the view's positions as a map over the whole image."""
+        height, width = image.size
+        rows, cols = probs.shape
+        return AttentionMap(probs, (0.0, 0.0), (height / rows, width / cols))
 
     def attention_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """``(h, w)`` attention logits over each image's view."""

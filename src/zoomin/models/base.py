@@ -1,7 +1,12 @@
-"""What Zoom-In and ATS share: a representation ``Psi_hat`` from attention sampling, then ``g``.
+"""The interface every model implements, and what Zoom-In and ATS share on top of it.
 
-Subclasses implement ``represent(images, generator, sampling, contrast=False)`` and own a
-``classifier`` (the linear ``g``).
+Every model is called as ``model(images, generator=None, sampling="sample")`` on a list of
+:class:`zoomin.image_access.ImageAccess` and returns a :class:`ModelOutput`. Two optional hooks:
+``contrastive_logits`` (models whose registry record says ``contrastive``) and
+``auxiliary_loss`` (a model's own training terms, e.g. a ranking loss, added to the total loss).
+
+:class:`AttentionSamplingClassifier` is what Zoom-In and ATS share: a representation ``Psi_hat``
+from attention sampling (``represent``), then the linear classifier ``g``.
 """
 
 from __future__ import annotations
@@ -15,7 +20,29 @@ from zoomin.image_access import ImageAccess
 from zoomin.models.output import ModelOutput, Representation
 
 
-class AttentionSamplingClassifier(nn.Module):
+class Classifier(nn.Module):
+    """Base class of every model type."""
+
+    def forward(
+        self,
+        images: Sequence[ImageAccess],
+        generator: torch.Generator | None = None,
+        sampling: str = "sample",
+    ) -> ModelOutput:
+        raise NotImplementedError
+
+    def contrastive_logits(
+        self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """Logits of the images represented by their low-attention regions; ``None``: no branch."""
+        return None
+
+    def auxiliary_loss(self, output: ModelOutput, labels: torch.Tensor) -> torch.Tensor | None:
+        """The model's own training terms for a batch (``None``: it has none)."""
+        return None
+
+
+class AttentionSamplingClassifier(Classifier):
     classifier: nn.Linear
 
     def represent(
@@ -33,9 +60,9 @@ class AttentionSamplingClassifier(nn.Module):
         generator: torch.Generator | None = None,
         sampling: str = "sample",
     ) -> ModelOutput:
-        """Logits, entropy term and details for a batch. ``generator=None`` uses torch's default RNG."""
+        """Logits, entropy term and attention for a batch. ``generator=None`` uses torch's default RNG."""
         rep = self.represent(images, generator, sampling)
-        return ModelOutput(self.classifier(rep.features), rep.entropy, rep.details, rep.attention)
+        return ModelOutput(self.classifier(rep.features), rep.entropy, rep.attention)
 
     def contrastive_logits(
         self, images: Sequence[ImageAccess], generator: torch.Generator | None = None

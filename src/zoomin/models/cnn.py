@@ -2,9 +2,8 @@
 
 Both read ``image.view(scale)`` (``scale = 1.0`` is full resolution, which is the point of the
 baseline: memory grows with the image). Images of different sizes are run in groups of equal view
-size; global average pooling makes any size work. They have no attention: ``entropy`` is zero,
-``details`` are empty dicts, and ``contrastive_logits`` returns ``None`` (the contrastive loss is
-then zero).
+size; global average pooling makes any size work. They have no attention: ``entropy`` is zero and
+``attention`` is empty.
 
 The small ResNet is the colon baseline "ResNet with 8 conv layers, 32 channels": a strided 3x3
 stem, three basic residual blocks of two 3x3 convolutions (strides 1, 2, 2; the strided shortcut is
@@ -22,8 +21,10 @@ from torch import nn
 
 from zoomin.errors import UserError
 from zoomin.image_access import ImageAccess
+from zoomin.models.base import Classifier
 from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.output import ModelOutput, check_sampling
+from zoomin.models.registry import ViewCNNParams
 
 
 def conv_bn(channels_in: int, channels_out: int, stride: int = 1) -> nn.Sequential:
@@ -69,7 +70,7 @@ class SmallResNet(nn.Module):
         return self.classifier(self.body(x).mean(dim=(2, 3)))
 
 
-class ViewClassifier(nn.Module):
+class ViewClassifier(Classifier):
     """Runs a CNN ``backbone`` (images -> logits) on ``image.view(scale)`` of each image.
 
     ``downsampling`` is the backbone's total stride. In training, a view with neither side larger
@@ -96,7 +97,7 @@ class ViewClassifier(nn.Module):
         if self.training:
             self._check_trainable(views)
         logits = torch.stack(run_grouped(self.backbone, views))
-        return ModelOutput(logits, logits.new_zeros(len(images)), [{} for _ in images], [])
+        return ModelOutput(logits, logits.new_zeros(len(images)))
 
     def _check_trainable(self, views: list[torch.Tensor]) -> None:
         shapes = Counter(tuple(view.shape) for view in views)
@@ -110,21 +111,15 @@ class ViewClassifier(nn.Module):
                     "Raise the method's `scale` or use larger images."
                 )
 
-    def contrastive_logits(
-        self, images: Sequence[ImageAccess], generator: torch.Generator | None = None
-    ) -> None:
-        """CNNs have no attention to invert: no contrastive samples (``None``)."""
-        return None
+
+def small_resnet(num_classes: int, params: ViewCNNParams) -> ViewClassifier:
+    """The colon baseline CNN on views at ``params.scale``."""
+    return ViewClassifier(SmallResNet(num_classes), params.scale, downsampling=16)
 
 
-def small_resnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
-    """The colon baseline CNN on views at ``scale``."""
-    return ViewClassifier(SmallResNet(num_classes), scale, downsampling=16)
-
-
-def efficientnet(num_classes: int, scale: float = 1.0) -> ViewClassifier:
-    """torchvision's EfficientNet-B0 (random init) on views at ``scale``."""
+def efficientnet(num_classes: int, params: ViewCNNParams) -> ViewClassifier:
+    """torchvision's EfficientNet-B0 (random init) on views at ``params.scale``."""
     # imported here: torchvision takes ~3 s to import, which every other job would pay
     from torchvision.models import efficientnet_b0
 
-    return ViewClassifier(efficientnet_b0(weights=None, num_classes=num_classes), scale, downsampling=32)
+    return ViewClassifier(efficientnet_b0(weights=None, num_classes=num_classes), params.scale, downsampling=32)

@@ -1,6 +1,6 @@
 """Feature networks ``f`` that map a batch of P x P sub-tiles to feature vectors.
 
-* ``lenet`` -- LeNet-like (DESIGN.md section 5): input standardised (:mod:`.standardise`), conv5x5 3->36, ReLU, max-pool 2, conv5x5 36->48,
+* ``lenet`` -- LeNet-like (docs/method.md §11.1): input standardised (:mod:`.standardise`), conv5x5 3->36, ReLU, max-pool 2, conv5x5 36->48,
   ReLU, max-pool 2, global average pool, L2-normalise -> 48-d.
 * ``lenet_unnormalised`` -- the same without the final L2 normalisation. The average of unit
   vectors that the estimators form from L2-normalised features moves very little when one of ten

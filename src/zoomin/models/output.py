@@ -1,15 +1,83 @@
-"""What every model returns: logits, the attention entropy term, and per-image details.
+"""What every model returns: logits, the attention entropy term, and typed attention.
 
-``details`` is for plotting and logging (detached, on the CPU). ``attention`` holds the same
-attention maps as live tensors on the model's device, for losses that supervise them
-(pixel-annotation MSE); it is empty for CNNs.
+Attention is described the same way for every model that has it, so losses, figures and
+predictions never ask which model made it:
+
+* :class:`AttentionMap` -- a distribution over a grid of cells laid over the image at full
+  resolution (Zoom-In's tile attention ``a``, ATS's attention over its view, and one per drawn tile
+  for Zoom-In's ``b_t``);
+* :class:`SampledRegions` -- the full-resolution sub-tiles (patches) the model read, by centre;
+* :class:`Attention` -- one image's stage-1 map, its stage-2 maps (empty for one-stage models),
+  the sampled regions and the draws per stage-1 cell.
+
+The tensors of the maps are live (on the model's device, in the autograd graph) so losses can
+supervise them; :meth:`Attention.detached` gives a CPU copy for figures and files.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
+
+
+@dataclass
+class AttentionMap:
+    """``probs`` (``(rows, cols)``, summing to 1) over cells of ``cell`` full-resolution px, the
+    top-left cell's corner at ``origin`` (full-resolution ``(y, x)``). The grid may run past the
+    image (Zoom-In pads it to whole tiles)."""
+
+    probs: torch.Tensor
+    origin: tuple[float, float]
+    cell: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.probs.shape[0]), int(self.probs.shape[1])
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(top, left, height, width)`` of the whole grid in full-resolution px."""
+        rows, cols = self.shape
+        return self.origin[0], self.origin[1], rows * self.cell[0], cols * self.cell[1]
+
+    def detached(self) -> AttentionMap:
+        return replace(self, probs=self.probs.detach().cpu())
+
+
+@dataclass
+class SampledRegions:
+    """Full-resolution ``size`` x ``size`` regions centred on ``centres`` (``(n, 2)``, ``(y, x)``),
+    in draw order; ``cells[i]`` is the stage-1 cell (tile) region ``i`` was drawn in, if any."""
+
+    centres: torch.Tensor
+    size: int
+    cells: torch.Tensor | None = None
+
+    def detached(self) -> SampledRegions:
+        cells = None if self.cells is None else self.cells.detach().cpu()
+        return SampledRegions(self.centres.detach().cpu(), self.size, cells)
+
+
+@dataclass
+class Attention:
+    """One image's attention; see the module docstring. ``counts`` (shaped like ``stage1``) is
+    how many of the N draws fell in each stage-1 cell (two-stage models only)."""
+
+    image_size: tuple[int, int]
+    stage1: AttentionMap
+    stage2: dict[int, AttentionMap] = field(default_factory=dict)
+    sampled: SampledRegions | None = None
+    counts: torch.Tensor | None = None
+
+    def detached(self) -> Attention:
+        return Attention(
+            self.image_size,
+            self.stage1.detached(),
+            {cell: m.detached() for cell, m in self.stage2.items()},
+            None if self.sampled is None else self.sampled.detached(),
+            None if self.counts is None else self.counts.detach().cpu(),
+        )
 
 
 @dataclass
@@ -18,18 +86,18 @@ class Representation:
 
     features: torch.Tensor  # (B, D)
     entropy: torch.Tensor  # (B,)
-    details: list[dict] = field(default_factory=list)
-    attention: list[dict] = field(default_factory=list)
+    attention: list[Attention] = field(default_factory=list)
 
 
 @dataclass
 class ModelOutput:
-    """Output of ``model(images, ...)``."""
+    """Output of ``model(images, ...)``. ``attention`` has one entry per image, or none for models
+    without attention. ``extras`` is for the model's own :meth:`auxiliary_loss`, if it has one."""
 
     logits: torch.Tensor  # (B, num_classes)
     entropy: torch.Tensor  # (B,)
-    details: list[dict] = field(default_factory=list)
-    attention: list[dict] = field(default_factory=list)
+    attention: list[Attention] = field(default_factory=list)
+    extras: Any = None
 
 
 SAMPLING_MODES = ("sample", "topk")
@@ -39,12 +107,3 @@ def check_sampling(sampling: str) -> None:
     """Raise ``ValueError`` unless ``sampling`` is ``"sample"`` or ``"topk"``."""
     if sampling not in SAMPLING_MODES:
         raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {sampling!r}")
-
-
-def detached(value):
-    """A CPU, gradient-free copy of a tensor, or of the tensors inside a dict."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {key: detached(item) for key, item in value.items()}
-    return value

@@ -1,122 +1,167 @@
-"""Models built by name from config parameters, with defaults and validation.
+"""The model registry: one record per model type, and the only place its facts are written.
 
-``build_model(model_type, num_classes, **params)``; parameters not given take the colon-cancer
-defaults of DESIGN.md section 5. An unknown model type, an unknown parameter or a bad value raises
-:class:`zoomin.errors.ConfigError` naming the key.
+A record (:class:`ModelType`) says how to build the model, which parameters it takes (a
+:class:`ModelParams` record: defaults, bounds and the rules relating them, e.g. Zoom-In's
+``s1 < s2``), which view scales it reads (so the workflow knows what to cache), the tile side of
+its slide caches, whether it has the in-sample contrastive branch, and the kind of attention it
+returns. The workflow, the config checks and training ask the registry; nothing else branches on
+a model's name.
+
+Adding a model type: write its module (a ``nn.Module`` built as ``Model(num_classes, params)``,
+called as ``model(images, generator=None, sampling="sample")`` and returning a
+:class:`zoomin.models.output.ModelOutput`), then its parameter record and one :class:`ModelType`
+entry below. Builders are imported only when a model is built, so planning the DAG never imports
+torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from zoomin.errors import ConfigError
-from zoomin.models.ats import ATSNet
-from zoomin.models.attention import ACTIVATIONS
-from zoomin.models.cnn import efficientnet, small_resnet
-from zoomin.models.features import FEATURE_NETS
-from zoomin.models.zoomin_net import ZoomInNet
+from zoomin.params import ParamError, Params, param
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Names of the feature networks f (zoomin.models.features builds them) and attention activations.
+FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16")
+ATTENTION_ACTIVATIONS = ("tanh", "relu")
+ATTENTION_KINDS = ("two-stage", "one-stage", "none")
 
 
 @dataclass(frozen=True)
-class Param:
-    """One parameter: its default and a checker returning the cleaned value or raising ValueError."""
+class ModelParams(Params):
+    """What every parameter record can tell the workflow (none of it by default)."""
 
-    default: Any
-    check: Callable[[Any], Any]
+    def view_scales(self) -> tuple[float, ...]:
+        """Scales of the whole-image views the model reads (those below 1 are cached)."""
+        return ()
 
+    def region_scales(self) -> tuple[float, ...]:
+        """Scales of the views of regions it reads (cached for image datasets; slides read them)."""
+        return ()
 
-def positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-        raise ValueError(f"must be a positive integer, got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def unit_scale(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"must be a number in (0, 1], got {value!r}")
-    return float(value)
+    def slide_tile_size(self) -> int | None:
+        """Side (level-0 px) of the tissue tiles a slide cache should list for this model."""
+        return None
 
 
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
+def _scale(default: float, doc: str) -> Any:
+    return param(default, exclusive_minimum=0.0, maximum=1.0, doc=doc)
 
 
-def one_of(choices: Any) -> Callable[[Any], Any]:
-    def check(value: Any) -> Any:
-        if value not in choices:
-            raise ValueError(f"must be one of {sorted(choices)}, got {value!r}")
-        return value
+# ------------------------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class ZoomInParams(ModelParams):
+    """The Zoom-In network (docs/method.md §2-§7); defaults are the paper's colon settings."""
 
-    return check
+    tile: int = param(250, minimum=1, doc="tile side T, full-resolution px")
+    subtile: int = param(27, minimum=1, doc="sub-tile side P, full-resolution px")
+    s1: float = _scale(0.1, "scale of the stage-1 view (whole image)")
+    s2: float = _scale(0.2, "scale of the stage-2 views (one per drawn tile)")
+    n: int = param(10, minimum=1, doc="number of draws N")
+    feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
+    attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+
+    def check(self) -> None:
+        if not self.s1 < 1:
+            raise ParamError("s1", f"must be below 1, got {self.s1}")
+        if round(self.tile * self.s1) < 1:
+            raise ParamError("s1", f"a tile ({self.tile} px) is less than one pixel wide in the stage-1 view")
+        if not self.s2 > self.s1:
+            raise ParamError("s2", f"must be larger than s1 ({self.s1}), got {self.s2}")
+        if self.subtile > self.tile:
+            raise ParamError("subtile", f"sub-tile {self.subtile} is larger than the tile {self.tile}")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.s1,)
+
+    def region_scales(self) -> tuple[float, ...]:
+        return (self.s2,)
+
+    def slide_tile_size(self) -> int | None:
+        return self.tile
 
 
-FEATURE = Param("lenet", one_of(FEATURE_NETS))
-ACTIVATION = Param("tanh", one_of(ACTIVATIONS))
+@dataclass(frozen=True)
+class ATSParams(ModelParams):
+    """Attention sampling over one view (Katharopoulos & Fleuret 2019); colon defaults."""
 
-PARAMS: dict[str, dict[str, Param]] = {
-    "zoomin": {
-        "tile": Param(250, positive_int),
-        "subtile": Param(27, positive_int),
-        "s1": Param(0.1, unit_scale),
-        "s2": Param(0.2, unit_scale),
-        "n": Param(10, positive_int),
-        "feature": FEATURE,
-        "attention_activation": ACTIVATION,
-    },
-    "ats": {
-        "scale": Param(0.2, unit_scale),
-        "patch": Param(27, positive_int),
-        "n": Param(10, positive_int),
-        "feature": FEATURE,
-        "replace": Param(False, boolean),
-        "attention_activation": ACTIVATION,
-    },
-    "cnn": {"scale": Param(1.0, unit_scale)},
-    "efficientnet_b0": {"scale": Param(1.0, unit_scale)},
+    scale: float = _scale(0.2, "scale of the view the attention runs over")
+    patch: int = param(27, minimum=1, doc="patch side P, full-resolution px")
+    n: int = param(10, minimum=1, doc="number of patches N")
+    feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
+    replace: bool = param(False, doc="draw with replacement (else Gumbel-top-k without)")
+    attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+
+@dataclass(frozen=True)
+class ViewCNNParams(ModelParams):
+    """A CNN over the whole image at one scale (1.0: full resolution)."""
+
+    scale: float = _scale(1.0, "scale of the view the CNN classifies")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+
+@dataclass(frozen=True)
+class ModelType:
+    """One model type: see the module docstring."""
+
+    name: str
+    params: type[ModelParams]
+    builder: str  # "module:callable", called as callable(num_classes, params)
+    contrastive: bool = False  # has the in-sample contrastive branch (docs/method.md §9.3)
+    attention: str = "none"  # what ModelOutput.attention holds: see ATTENTION_KINDS
+    label: str = ""  # what it is, for error messages and docs
+
+    def make_params(self, values: dict[str, Any] | None = None) -> ModelParams:
+        return self.params.from_mapping(values)
+
+    def build(self, num_classes: int, params: ModelParams) -> nn.Module:
+        module, _, name = self.builder.partition(":")
+        return getattr(importlib.import_module(module), name)(num_classes, params)
+
+
+MODEL_TYPES: dict[str, ModelType] = {
+    record.name: record
+    for record in (
+        ModelType(
+            "zoomin", ZoomInParams, "zoomin.models.zoomin_net:ZoomInNet",
+            contrastive=True, attention="two-stage", label="Zoom-In network",
+        ),
+        ModelType("ats", ATSParams, "zoomin.models.ats:ATSNet", attention="one-stage", label="attention sampling"),
+        ModelType("cnn", ViewCNNParams, "zoomin.models.cnn:small_resnet", label="8-layer ResNet"),
+        ModelType("efficientnet_b0", ViewCNNParams, "zoomin.models.cnn:efficientnet", label="EfficientNet-B0"),
+    )
 }
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "zoomin": ZoomInNet,
-    "ats": ATSNet,
-    "cnn": small_resnet,
-    "efficientnet_b0": efficientnet,
-}
 
-MODEL_TYPES = tuple(BUILDERS)
-
-
-def resolve_params(model_type: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Defaults filled in and every value checked; raises ConfigError naming the bad key."""
-    if model_type not in PARAMS:
-        raise ConfigError("model_type", f"unknown model type {model_type!r}; choose one of {MODEL_TYPES}")
-    spec = PARAMS[model_type]
-    for key in params:
-        if key not in spec:
-            raise ConfigError(key, f"not a parameter of {model_type!r}; known: {sorted(spec)}")
-    resolved = {}
-    for key, param in spec.items():
-        try:
-            resolved[key] = param.check(params.get(key, param.default))
-        except ValueError as error:
-            raise ConfigError(key, str(error)) from None
-    if model_type == "zoomin" and round(resolved["tile"] * resolved["s1"]) < 1:
-        raise ConfigError("s1", "tile * s1 must be at least one view pixel")
-    return resolved
-
-
-def build_model(model_type: str, num_classes: int, **params: Any) -> nn.Module:
-    """A fresh model of ``model_type`` (one of :data:`MODEL_TYPES`) with ``num_classes`` outputs."""
+def model_type(name: str) -> ModelType:
+    """The record of ``name``; a ConfigError lists the known types otherwise."""
     try:
-        num_classes = positive_int(num_classes)
-    except ValueError as error:
-        raise ConfigError("num_classes", str(error)) from None
-    resolved = resolve_params(model_type, params)
-    return BUILDERS[model_type](num_classes, **resolved)
+        return MODEL_TYPES[name]
+    except KeyError:
+        raise ConfigError("model_type", f"unknown model type {name!r} (known: {', '.join(MODEL_TYPES)})") from None
+
+
+def build_model(name: str, num_classes: int, **params: Any) -> nn.Module:
+    """A fresh model of type ``name`` with ``num_classes`` outputs; ``params`` override defaults.
+
+    Bad values raise :class:`zoomin.errors.ConfigError` naming the parameter.
+    """
+    record = model_type(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError("num_classes", f"must be a positive integer, got {num_classes!r}")
+    try:
+        values = record.make_params(params)
+    except ParamError as error:
+        raise ConfigError(error.field, error.problem) from None
+    return record.build(num_classes, values)

@@ -1,4 +1,4 @@
-"""The Zoom-In network: two-stage attention sampling (DESIGN.md section 1).
+"""The Zoom-In network: two-stage attention sampling (docs/method.md §2-§7).
 
 Per image, and without ever materialising the full-resolution image:
 
@@ -42,40 +42,31 @@ from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.distributions import complement, entropy, largest_remainder_counts
 from zoomin.models.features import build_feature_net
 from zoomin.models.base import AttentionSamplingClassifier
-from zoomin.models.output import Representation, check_sampling, detached
+from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
+from zoomin.models.registry import ZoomInParams
 
 
 class ZoomInNet(AttentionSamplingClassifier):
     """Two-stage attention-sampling classifier; see the module docstring.
 
+    ``params`` default to :class:`~zoomin.models.registry.ZoomInParams`'s defaults;
     ``feature_net`` overrides the named ``feature`` network (it must have an ``out_dim``).
     """
 
-    def __init__(
-        self,
-        num_classes: int,
-        tile: int = 250,
-        subtile: int = 27,
-        s1: float = 0.1,
-        s2: float = 0.2,
-        n: int = 10,
-        feature: str = "lenet",
-        attention_activation: str = "tanh",
-        feature_net: nn.Module | None = None,
-    ):
+    def __init__(self, num_classes: int, params: ZoomInParams | None = None, feature_net: nn.Module | None = None):
         super().__init__()
-        self.tile = int(tile)
-        self.subtile = int(subtile)
-        self.s1 = float(s1)
-        self.s2 = float(s2)
-        self.n = int(n)
+        params = params if params is not None else ZoomInParams()
+        self.params = params
+        self.tile = params.tile
+        self.subtile = params.subtile
+        self.s1 = params.s1
+        self.s2 = params.s2
+        self.n = params.n
         self.pool = int(round(self.tile * self.s1))
-        if self.pool < 1:
-            raise ValueError(f"tile * s1 = {self.tile * self.s1} is less than one view pixel")
         self.view2 = scaled_length(self.tile, self.s2)
-        self.tile_attention = AttentionNet(attention_activation)
-        self.subtile_attention = AttentionNet(attention_activation)
-        self.features = feature_net if feature_net is not None else build_feature_net(feature)
+        self.tile_attention = AttentionNet(params.attention_activation)
+        self.subtile_attention = AttentionNet(params.attention_activation)
+        self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
 
     # ----------------------------------------------------------------- public API
@@ -86,7 +77,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         sampling: str = "sample",
         contrast: bool = False,
     ) -> Representation:
-        """``Psi_hat`` for each image (``(B, D)``), the entropy term and the details."""
+        """``Psi_hat`` for each image (``(B, D)``), the entropy term and the attention."""
         check_sampling(sampling)
         tile_probs = [torch.softmax(logits.reshape(-1), dim=0) for logits in self.tile_logits(images)]
         plans = [self._allocate(a, sampling, generator, contrast) for a in tile_probs]
@@ -117,30 +108,23 @@ class ZoomInNet(AttentionSamplingClassifier):
         entropies = torch.stack(
             [entropy(a) + subtile_entropy[mine].mean() for a, mine in zip(tile_probs, by_image)]
         )
-        details, attention = [], []
+        attention = []
         for image, a, (_, counts), mine in zip(images, tile_probs, plans, by_image):
             rows, cols = self.grid(image)
-            live = {
-                "tile_attention": a.reshape(rows, cols),
-                "subtile_attention": {pairs[m][1]: b[m].reshape(self.view2, self.view2) for m in mine},
-                "tile_size": self.tile,
-                "image_size": image.size,
-            }
-            attention.append(live)
-            details.append(
-                detached(
-                    {
-                        **live,
-                        "tile_counts": counts.reshape(rows, cols),
-                        "centres": torch.cat([centres[m] for m in mine]),
-                        "centre_tiles": torch.cat(
-                            [torch.full((len(centres[m]),), pairs[m][1]) for m in mine]
-                        ),
-                        "subtile_size": self.subtile,
-                    }
+            attention.append(
+                Attention(
+                    image_size=image.size,
+                    stage1=AttentionMap(a.reshape(rows, cols), (0.0, 0.0), (self.tile, self.tile)),
+                    stage2={pairs[m][1]: self._tile_map(image, pairs[m][1], b[m]) for m in mine},
+                    sampled=SampledRegions(
+                        torch.cat([centres[m] for m in mine]),
+                        self.subtile,
+                        torch.cat([torch.full((len(centres[m]),), pairs[m][1]) for m in mine]),
+                    ),
+                    counts=counts.reshape(rows, cols),
                 )
             )
-        return Representation(psi, entropies, details, attention)
+        return Representation(psi, entropies, attention)
 
     def exact_representation(self, image: ImageAccess) -> torch.Tensor:
         """The exact ``Psi = sum_t a_t sum_j b_tj f(S_tj)`` over every tile and sub-tile (small images)."""
@@ -154,25 +138,20 @@ class ZoomInNet(AttentionSamplingClassifier):
         return torch.einsum("t,tj,tjd->d", a, b, feats)
 
     @torch.no_grad()
-    def attention_maps(self, image: ImageAccess, tiles: Sequence[int] | None = None) -> dict:
-        """Stage-1 attention and stage-2 attention of ``tiles`` (default: all tiles if at most 64,
-        else the 16 with the highest attention), detached on the CPU, plus the stage-1 view."""
+    def attention_maps(self, image: ImageAccess, tiles: Sequence[int] | None = None) -> Attention:
+        """Stage-1 attention and the stage-2 attention of ``tiles`` (default: all tiles if at most
+        64, else the 16 with the highest attention), detached on the CPU; nothing is sampled."""
         rows, cols = self.grid(image)
         a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
         if tiles is None:
             tiles = range(a.numel()) if a.numel() <= 64 else draws.top_k(a, 16).tolist()
         tiles = list(tiles)
         b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
-        return detached(
-            {
-                "view": image.view(self.s1),
-                "tile_attention": a.reshape(rows, cols),
-                "tile_size": self.tile,
-                "subtile_attention": {
-                    t: b[m].reshape(self.view2, self.view2) for m, t in enumerate(tiles)
-                },
-            }
-        )
+        return Attention(
+            image_size=image.size,
+            stage1=AttentionMap(a.reshape(rows, cols), (0.0, 0.0), (self.tile, self.tile)),
+            stage2={t: self._tile_map(image, t, b[m]) for m, t in enumerate(tiles)},
+        ).detached()
 
     # ----------------------------------------------------------------- stages
     def grid(self, image: ImageAccess) -> tuple[int, int]:
@@ -238,6 +217,12 @@ class ZoomInNet(AttentionSamplingClassifier):
         else:
             order = draws.gumbel_top_k(log_probs, max(k), generator)
         return [order[m, : k[m]] for m in range(len(pairs))]
+
+    def _tile_map(self, image: ImageAccess, tile: int, b: torch.Tensor) -> AttentionMap:
+        """``b_t`` of ``tile`` as a map over that tile (``view2 x view2`` cells)."""
+        row, col = divmod(tile, self.grid(image)[1])
+        step = self.tile / self.view2
+        return AttentionMap(b.reshape(self.view2, self.view2), (row * self.tile, col * self.tile), (step, step))
 
     def _centres(self, image: ImageAccess, tile: int, positions: torch.Tensor) -> torch.Tensor:
         """Full-resolution ``(y, x)`` centres of the sub-tiles at ``positions`` of ``tile``."""
