@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from zoomin import config as zconfig
-from zoomin.commands.construct import construct
+from zoomin.data.sources import construct_dataset
 from zoomin.data.splits import load_run_data
 from zoomin.data.view_cache import build_view_cache
 from zoomin.evaluation import evaluate
@@ -55,7 +55,7 @@ def prepare_views(config: dict, dataset: str, work: Path, n_images: int | None) 
         return views
     constructed = work / dataset / f"constructed_{params.get('n_images', 'all')}"
     shutil.rmtree(constructed, ignore_errors=True)
-    construct(ds["source"], ds.get("raw_dir"), constructed, name=dataset, params=params)
+    construct_dataset(ds["source"], ds.get("raw_dir"), constructed, name=dataset, params=params)
     build_view_cache(constructed, zconfig.view_scales(config, dataset), views, progress=False)
     return views
 
