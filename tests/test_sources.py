@@ -230,3 +230,16 @@ def test_the_big_image_limit_is_lifted_only_while_a_source_reads_an_image(tmp_pa
     assert Image.MAX_IMAGE_PIXELS == 10
     with pytest.warns(Image.DecompressionBombWarning):
         Image.open(path).close()
+
+
+def test_slide_train_val_split_is_stratified_seeded_and_order_free():
+    from zoomin.data.sources.slides import train_val_split
+
+    labels = {f"n{k}": "negative" for k in range(5)} | {f"t{k}": "positive" for k in range(3)} | {"x": "other"}
+    split = train_val_split(labels, 0.34, seed=1)
+    assert split == train_val_split(dict(reversed(list(labels.items()))), 0.34, seed=1)
+    by_class = {c: sorted(split[n] for n in labels if labels[n] == c) for c in ("negative", "positive", "other")}
+    expected = {"negative": ["train"] * 3 + ["val"] * 2, "positive": ["train"] * 2 + ["val"], "other": ["train"]}
+    assert by_class == expected
+    assert train_val_split(labels, 0.9, seed=1)["x"] == "train"  # a class of one slide is never all in val
+    assert set(train_val_split(labels, 0.0, seed=1).values()) == {"train"}
