@@ -47,7 +47,6 @@ ANNOTATIONS_MD5 = {
 VISIBILITIES = ("VISIBLE", "BLURRED", "SIDE_ROAD", "OCCLUDED")
 SPEED_LIMITS = {"50_SIGN": "50", "70_SIGN": "70", "80_SIGN": "80"}
 CLASSES = ["EMPTY", "50", "70", "80"]
-SPLITS = {"Set1": "train", "Set2": "test"}
 
 
 @dataclass(frozen=True)
