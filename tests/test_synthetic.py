@@ -152,10 +152,10 @@ def test_pattern_glyph_direction_is_the_class():
 
 
 def test_failed_generation_leaves_no_folder(tmp_path, monkeypatch):
-    def broken_save(path, pixels):
+    def broken_save(path, pixels, **options):
         raise OSError("disk full")
 
-    monkeypatch.setattr(common_module, "save_png", broken_save)
+    monkeypatch.setattr(common_module, "write_png", broken_save)
     with pytest.raises(OSError):
         generate("fmow", tmp_path / "out", seed=0, progress=False, **TINY["fmow"])
     assert list(tmp_path.iterdir()) == []

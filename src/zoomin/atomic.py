@@ -9,6 +9,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from zoomin.errors import OutputFileError, UserError
 
@@ -57,3 +58,18 @@ def _write_problem(error: BaseException, folder: Path) -> str | None:
     if free < NEARLY_FULL_BYTES:
         return f"the disk is full ({free} bytes free in {folder}; {type(error).__name__}: {error})"
     return None
+
+
+def write_png(target: str | Path, pixels: Any, compress_level: int | None = None) -> Path:
+    """Write ``pixels`` (an HxW or HxWxC uint8 array, or a PIL image) to ``target`` as PNG, atomically.
+
+    ``compress_level`` is zlib's 0-9 (None: Pillow's default). It decides the file's bytes, not its
+    pixels; the synthetic stand-ins use 1 (fast), the builders the default.
+    """
+    from PIL import Image  # here, so that importing this module stays cheap
+
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    options = {} if compress_level is None else {"compress_level": compress_level}
+    with atomic_path(target) as tmp:
+        image.save(tmp, format="PNG", **options)
+    return Path(target)

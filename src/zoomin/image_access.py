@@ -14,15 +14,21 @@ model that reads it never allocates a full-resolution tensor. :class:`DeviceTens
 full image as a torch tensor on the model's device: that is how the published ATS code works, and
 the memory benchmark uses it to measure ATS "as published". Slide-backed access (OpenSlide + HDF5)
 lives in :mod:`zoomin.data.slide_access` and implements the same protocol.
+
+The view geometry (:func:`scaled_length`, :func:`scale_key`) is shared with the torch-free slide
+reader and cache builder, so this module imports torch only where a tensor is made: a slide-cache
+job that needs the geometry does not pay for torch.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 
 @runtime_checkable
@@ -45,6 +51,11 @@ class ImageAccess(Protocol):
 def scaled_length(length: int, scale: float) -> int:
     """Side of a view of ``length`` full-resolution pixels at ``scale`` (at least 1 pixel)."""
     return max(1, int(round(length * scale)))
+
+
+def scale_key(scale: float) -> str:
+    """Name of the view at ``scale`` in an HDF5 cache: ``s0.1``, ``s0.25``, ``s1``, ``s0.03125``."""
+    return f"s{float(scale):g}"
 
 
 def as_hwc_uint8(pixels: np.ndarray) -> np.ndarray:
@@ -70,6 +81,8 @@ def as_hwc_uint8(pixels: np.ndarray) -> np.ndarray:
 
 def to_chw_float(pixels: np.ndarray) -> torch.Tensor:
     """HxWxC uint8 -> CxHxW float32 tensor in [0, 1]."""
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1).float().div_(255.0)
 
 
@@ -137,6 +150,8 @@ class InMemoryImage:
         return to_chw_float(resize_uint8(region, side, side))
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        import torch
+
         centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
         stack = np.stack(
             [
@@ -154,6 +169,8 @@ class DeviceTensorImage:
     """
 
     def __init__(self, pixels: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"):
+        import torch
+
         if isinstance(pixels, torch.Tensor):
             tensor = pixels.float()
         else:
@@ -169,6 +186,8 @@ class DeviceTensorImage:
         return int(self._tensor.shape[0])
 
     def view(self, scale: float) -> torch.Tensor:
+        import torch
+
         height, width = self.size
         return torch.nn.functional.interpolate(
             self._tensor[None],
@@ -177,11 +196,15 @@ class DeviceTensorImage:
         )[0]
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        import torch
+
         region = self._crop(top, left, size)
         side = scaled_length(size, scale)
         return torch.nn.functional.interpolate(region[None], size=(side, side), mode="area")[0]
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        import torch
+
         centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
         if not centres:
             return self._tensor.new_zeros((0, self.channels, size, size))

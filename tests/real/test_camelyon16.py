@@ -11,7 +11,7 @@ from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_slide_cache
 from zoomin.data.slide_masks import read_mask
-from zoomin.data.sources import camelyon16
+from zoomin.data.sources import camelyon16, download_dataset
 from zoomin.errors import InputFileError
 
 
@@ -52,7 +52,7 @@ def test_checksums_variants(tmp_path):
 def test_download_plan_and_loopback_download(raw, tmp_path):
     root, _ = raw
     sums = camelyon16.read_checksums(root / "checksums.md5")
-    plan = camelyon16.download_plan(sums, "https://x/CAMELYON16", splits="train", limit=1)
+    plan = camelyon16.download_plan(sums, "https://x/CAMELYON16", splits=["train"], limit=1)
     assert [item.key for item in plan] == [
         "images/normal_001.tif",
         "images/tumor_001.tif",
@@ -67,7 +67,8 @@ def test_download_plan_and_loopback_download(raw, tmp_path):
                 key = path.relative_to(root).as_posix()
                 served[key] = server.add(f"CAMELYON16/{key}", path.read_bytes())
         out = tmp_path / "raw"
-        camelyon16.download(out, base_url=f"{server.url}/CAMELYON16", limit="1", workers="1")
+        params = {"base_url": f"{server.url}/CAMELYON16", "limit": "1", "workers": "1"}  # as from --param
+        download_dataset("camelyon16", out, params)
     fetched = sorted(key for key, behaviour in served.items() if behaviour.requests)
     assert fetched == sorted(
         ["checksums.md5", "evaluation/reference.csv", "images/normal_001.tif", "images/tumor_001.tif",

@@ -13,7 +13,7 @@ from zoomin.cli import main
 from zoomin.data import download as dl
 from zoomin.data.constructed import read_constructed
 from zoomin.data.download import LoginRequired
-from zoomin.data.sources import colon_cancer
+from zoomin.data.sources import colon_cancer, construct_dataset
 from zoomin.errors import InputFileError
 
 # 6 images: 3 with epithelial nuclei (positive), 3 without (negative)
@@ -44,7 +44,7 @@ def test_construct_labels_and_masks(tmp_path):
 def test_classification_folder_found_at_any_level(tmp_path):
     raw = make_crc(tmp_path / "raw", COUNTS)
     inner = raw / "CRCHistoPhenotypes_2016_04_28" / "Classification"
-    colon_cancer.construct(inner, tmp_path / "out", masks="false")
+    construct_dataset("colon_cancer", inner, tmp_path / "out", params={"masks": "false"})
     assert not read_constructed(tmp_path / "out").has_masks
 
 

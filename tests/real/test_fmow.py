@@ -12,7 +12,7 @@ from fixtures_http import serve
 from fixtures_images import corrupt, fmow_files, fmow_key, manifest_bytes, write_files
 from zoomin.cli import main
 from zoomin.data.constructed import read_constructed
-from zoomin.data.sources import fmow
+from zoomin.data.sources import construct_dataset, fmow
 from zoomin.errors import InputFileError
 
 CLASSES = ["airport", "barn", "crop_field"]
@@ -49,7 +49,7 @@ def test_download_fetches_only_the_subset_then_construct(tmp_path):
     assert not any("/zoo/" in key for key in fetched)
     assert json.loads((raw / ".complete").read_text())["dataset"] == "fmow"
 
-    fmow.construct(raw, tmp_path / "out", **PARAMS)
+    construct_dataset("fmow", raw, tmp_path / "out", params=PARAMS)
     dataset = read_constructed(tmp_path / "out")
     assert dataset.classes == tuple(CLASSES) and dataset.seed == 3
     splits = [r.split for r in dataset.records]

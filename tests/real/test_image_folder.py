@@ -8,7 +8,7 @@ from PIL import Image
 
 from fixtures_images import corrupt, save_image
 from zoomin.data.constructed import read_constructed
-from zoomin.data.sources import image_folder
+from zoomin.data.sources import construct_dataset, image_folder
 from zoomin.errors import InputFileError
 
 
@@ -28,7 +28,8 @@ ROWS = ["a.png,tumour,train,a_mask.png", "sub/b.jpg,normal,train,", "c.tif,norma
 
 def test_construct_with_splits_masks_and_conversion(tmp_path):
     raw = make_folder(tmp_path / "raw", ROWS)
-    image_folder.construct(raw, tmp_path / "out", name="mine", images=raw / "imgs", classes="normal,tumour")
+    params = {"images": raw / "imgs", "classes": "normal,tumour"}
+    construct_dataset("image_folder", raw, tmp_path / "out", name="mine", params=params)
     dataset = read_constructed(tmp_path / "out")
     assert dataset.name == "mine" and dataset.classes == ("normal", "tumour")
     assert dataset.image_ids == ["a", "sub__b", "c"]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pickle
 
-import numpy as np
 import openslide
 import pytest
 import torch
-
 from fixtures_slides import TUMOUR_POLYGONS, make_slide
+
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_slide_cache
 from zoomin.image_access import ImageAccess, InMemoryImage
@@ -134,10 +133,31 @@ def test_pickles_without_handles(slide):
     image.close()
 
 
-def test_reader_view_side_matches_image_access():
-    from zoomin.data.slide_reader import view_side
-    from zoomin.image_access import scaled_length
+def test_reader_views_use_image_access_geometry(slide):
+    """The slide reader and cache size and name their views with image_access's one rule."""
+    from zoomin.data import slide_access, slide_cache, slide_reader
+    from zoomin.image_access import scale_key, scaled_length
 
+    truth, _ = slide
+    reader = slide_reader.SlideReader(truth.path)
+    try:
+        for scale in (0.3, 0.1, 1 / 32, 1e-6):
+            side = scaled_length(2048, scale)
+            assert reader.render_view(scale).shape[:2] == (side, side)
+    finally:
+        reader.close()
+    assert not hasattr(slide_reader, "view_side") and not hasattr(slide_reader, "scale_key")
+    assert slide_cache.scale_key is scale_key and slide_access.scale_key is scale_key
     for length in (1, 27, 2048, 50_000, 99_999):
         for scale in (1.0, 0.5, 0.3, 0.1, 1 / 32, 1e-6):
-            assert view_side(length, scale) == scaled_length(length, scale)
+            assert scaled_length(length, scale) == max(1, int(round(length * scale)))
+
+
+def test_slide_cache_job_does_not_import_torch():
+    """Building a slide cache is a job of its own; torch (seconds to import) is not needed there."""
+    import subprocess
+    import sys
+
+    code = "import sys, zoomin.commands.slide_cache, zoomin.data.slide_cache; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

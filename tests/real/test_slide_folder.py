@@ -8,7 +8,7 @@ import pytest
 from fixtures_slides import TUMOUR_POLYGONS, make_mask_tiff, make_slide, write_asap_xml
 from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_masks import read_mask
-from zoomin.data.sources import slide_folder
+from zoomin.data.sources import construct_dataset, slide_folder
 from zoomin.errors import InputFileError
 
 HALF = [(n, g, [(x // 2, y // 2) for x, y in p]) for n, g, p in TUMOUR_POLYGONS]
@@ -35,10 +35,9 @@ def raw(tmp_path_factory):
 
 def test_construct(raw, tmp_path):
     root, truths = raw
-    slide_folder.construct(
-        root, tmp_path / "out", classes="normal,tumour", tumour_groups="tumour", excluded_groups="hole",
-        mask_downsample=4, val_fraction=0.5,
-    )
+    params = {"classes": "normal,tumour", "tumour_groups": "tumour", "excluded_groups": "hole", "mask_downsample": 4,
+              "val_fraction": 0.5}
+    construct_dataset("slide_folder", root, tmp_path / "out", params=params)
     dataset = read_constructed(tmp_path / "out")
     assert dataset.kind == "slide" and dataset.classes == ("normal", "tumour")
     by_id = {r.image_id: r for r in dataset.records}

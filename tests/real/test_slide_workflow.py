@@ -16,11 +16,11 @@ import torch
 import yaml
 
 from fixtures_slides import make_camelyon_raw
-from zoomin.commands.construct import construct
 from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_constructed_slide_cache
 from zoomin.data.slide_reader import SlideReader
+from zoomin.data.sources import construct_dataset
 from zoomin.data.view_cache import ViewCache, build_slide_view_index, build_view_cache
 from zoomin.errors import InputFileError, UserError
 
@@ -39,7 +39,7 @@ def raw(tmp_path_factory):
 def build(raw: Path, out: Path, masks: str = "auto") -> Path:
     """construct -> one cache per slide -> views.h5, as the workflow's rules do; returns views.h5."""
     constructed = out / "constructed"
-    construct("camelyon16", raw, constructed, name="cam", params={"val_fraction": 0.25, "masks": masks})
+    construct_dataset("camelyon16", raw, constructed, name="cam", params={"val_fraction": 0.25, "masks": masks})
     for image_id in read_constructed(constructed).image_ids:
         build_constructed_slide_cache(constructed, image_id, out / "results" / "slides" / f"{image_id}.h5", [S1], 256)
     return build_slide_view_index(constructed, out / "results" / "slides", [S1], out / "results" / "views.h5")

@@ -12,7 +12,7 @@ from fixtures_http import serve
 from fixtures_images import corrupt, make_sts_set, sign, zip_folder
 from zoomin.data.constructed import read_constructed
 from zoomin.data.download import ChecksumError
-from zoomin.data.sources import traffic_signs
+from zoomin.data.sources import download_dataset, traffic_signs
 from zoomin.data.sources.traffic_signs import parse_annotations, speed_limit_label
 from zoomin.errors import InputFileError
 
@@ -121,7 +121,7 @@ def test_images_in_a_subfolder_are_found(tmp_path):
     sub.mkdir()
     for name in ("x.jpg", "y.jpg", "z.jpg"):
         (raw / "Set2" / name).rename(sub / name)
-    records = traffic_signs.construct(raw, tmp_path / "out", masks="no")
+    records = traffic_signs.construct(raw, tmp_path / "out", masks=False)
     assert len([r for r in records if r["split"] == "test"]) == 2
 
 
@@ -138,7 +138,7 @@ def test_download_checks_the_annotations_md5(tmp_path):
         with pytest.raises(ChecksumError, match="md5"):
             traffic_signs.download(raw, base_url=f"{server.url}/sts")
         assert not (raw / "Set1" / "annotations.txt").exists()
-        traffic_signs.download(raw, base_url=f"{server.url}/sts", verify_md5="false")
+        download_dataset("traffic_signs", raw, {"base_url": f"{server.url}/sts", "verify_md5": "false"})
     records = traffic_signs.construct(raw, tmp_path / "out")
     assert len(records) == len(SET1_EXPECTED) + len(SET2_EXPECTED)
     digest = hashlib.md5((raw / "Set1" / "annotations.txt").read_bytes()).hexdigest()

@@ -1,11 +1,11 @@
 """Snakemake adapter: construct a dataset (synthetic or real) in the common on-disk format."""
-from zoomin.commands.construct import construct
+from zoomin.data.sources import construct_dataset
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(
     sm,
-    lambda: construct(
+    lambda: construct_dataset(
         source=sm.params.source,
         raw_dir=sm.params.raw_dir,
         out_dir=sm.output.constructed,

@@ -1,7 +1,7 @@
 """Snakemake adapter: download a real dataset's raw files, marker last."""
 from pathlib import Path
 
-from zoomin.commands.download import download_dataset
+from zoomin.data.sources import download_dataset
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zoomin.data.constructed import ConstructedDataset
+from zoomin.data.stratify import holdout_counts, stratified_split
 from zoomin.errors import ConfigError
 
 _FOLD_STREAM = 0x5F01D  # separates the fold generator from every other seeded stream
@@ -94,19 +95,14 @@ def carve_validation(
 ) -> tuple[list[str], list[str]]:
     """Split ``ids`` into (train, val) with about ``fraction`` of each class in val, deterministically.
 
-    Classes with at least two images give at least one image to val; order is preserved.
+    Classes with at least two images give at least one image to val (and keep at least one in
+    train); order is preserved. The draw is :func:`zoomin.data.stratify.stratified_split`'s.
     """
     if not 0.0 < fraction < 1.0:
         raise ConfigError("val_fraction", f"must be in (0, 1), got {fraction}")
     rng = np.random.default_rng([_VAL_STREAM, repetition])
-    chosen: set[str] = set()
-    for label in sorted(set(labels)):
-        members = [i for i, item in zip(ids, labels) if item == label]
-        if len(members) < 2:
-            continue
-        take = min(len(members) - 1, max(1, int(round(fraction * len(members)))))
-        chosen.update(rng.permutation(np.array(members))[:take].tolist())
-    return [i for i in ids if i not in chosen], [i for i in ids if i in chosen]
+    split = stratified_split(labels, {"val": fraction, "train": 1.0 - fraction}, rng, holdout_counts)
+    return [i for i, s in zip(ids, split) if s == "train"], [i for i, s in zip(ids, split) if s == "val"]
 
 
 def _cv_split(

@@ -34,10 +34,9 @@ from zoomin.data.slide_reader import (  # noqa: F401  (re-exported: the slide AP
     SlideReader,
     best_level,
     open_slide,
-    scale_key,
 )
 from zoomin.errors import InputFileError
-from zoomin.image_access import patch_corner, scaled_length, to_chw_float
+from zoomin.image_access import patch_corner, scale_key, scaled_length, to_chw_float
 
 log = logging.getLogger(__name__)
 

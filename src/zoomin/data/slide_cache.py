@@ -40,11 +40,10 @@ from zoomin.data.slide_reader import (
     DEFAULT_MAX_READ_PIXELS,
     SlideReader,
     best_level,
-    scale_key,
-    view_side,
 )
 from zoomin.data.tissue import tile_fractions, tissue_mask
 from zoomin.errors import InputFileError
+from zoomin.image_access import scale_key, scaled_length
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ def _write_view(
 ) -> None:
     """Render the view at ``scale`` block by block into the chunked dataset ``name``."""
     height, width = reader.size
-    out_h, out_w = view_side(height, scale), view_side(width, scale)
+    out_h, out_w = scaled_length(height, scale), scaled_length(width, scale)
     level = best_level(reader.slide, 1.0 / scale)
     dataset = group.create_dataset(
         name,
@@ -81,7 +80,7 @@ def _write_view(
     dataset.attrs["scale"] = float(scale)
     dataset.attrs["level"] = level
     dataset.attrs["downsample"] = float(reader.slide.level_downsamples[level])
-    per_y, per_x = height / out_h, width / out_w
+    per_y = height / out_h
     bands = range(0, out_h, block)
     for oy0 in tqdm(bands, desc=f"{reader.path.name} {name}", unit="band", leave=False, disable=len(bands) < 4):
         oy1 = min(oy0 + block, out_h)
@@ -100,7 +99,7 @@ def _write_mask_views(
     group.attrs["source"] = str(mask_path.resolve())
     image = Image.fromarray(mask)  # float32 -> mode "F"
     for scale in sorted({float(s) for s in scales}):
-        out_h, out_w = view_side(height, scale), view_side(width, scale)
+        out_h, out_w = scaled_length(height, scale), scaled_length(width, scale)
         fraction = np.asarray(image.resize((out_w, out_h), Image.Resampling.BOX))
         group.create_dataset(
             scale_key(scale),

@@ -22,22 +22,13 @@ import openslide
 from PIL import Image
 
 from zoomin.errors import InputFileError
+from zoomin.image_access import scaled_length
 
 log = logging.getLogger(__name__)
 
 
-def view_side(length: int, scale: float) -> int:
-    """Side of a view of ``length`` pixels at ``scale``: same rule as ``zoomin.image_access.scaled_length``."""
-    return max(1, int(round(length * scale)))
-
-
 DEFAULT_MAX_READ_PIXELS = 1 << 28  # 268 M pixels of one level (~1 GB RGBA if it were decoded whole)
 BLOCK = 1024  # output pixels per side of one read block when rendering a view
-
-
-def scale_key(scale: float) -> str:
-    """HDF5 dataset name of the view at ``scale`` (``s0.1``, ``s0.03125``)."""
-    return f"s{float(scale):g}"
 
 
 def open_slide(path: str | Path) -> openslide.OpenSlide:
@@ -173,5 +164,5 @@ class SlideReader:
         """The whole slide downscaled by ``scale`` (``round(side * scale)`` pixels per side)."""
         height, width = self.size
         return self.render(
-            0, 0, height, width, view_side(height, scale), view_side(width, scale), block
+            0, 0, height, width, scaled_length(height, scale), scaled_length(width, scale), block
         )

@@ -24,33 +24,27 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from tqdm import tqdm
 
-from zoomin.data.constructed import staged_folder, write_constructed
+from zoomin.data.constructed import staged_folder
+from zoomin.data.slide_masks import DEFAULT_MASK_DOWNSAMPLE, mask_shape, write_mask_tiff
 from zoomin.data.slide_reader import SlideReader
-from zoomin.data.slide_cache import slide_mpp
-from zoomin.data.slide_masks import (
-    DEFAULT_MASK_DOWNSAMPLE,
-    mask_from_image,
-    mask_shape,
-    mask_from_xml,
-    write_mask_tiff,
-)
-from zoomin.data.sources import common
-from zoomin.errors import InputFileError, UserError
+from zoomin.data.sources import Source, common, slides
+from zoomin.data.sources.slides import LinkMode, MaskMode
+from zoomin.errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "camelyon16"
+NAME = "camelyon16"
 BASE_URL = "https://camelyon-dataset.s3.amazonaws.com/CAMELYON16"
 CLASSES = ["negative", "positive"]
 SLIDE_PATTERN = re.compile(r"^(normal|tumor|test)_(\d+)$", re.IGNORECASE)
@@ -58,6 +52,7 @@ REFERENCE_CANDIDATES = ("evaluation/reference.csv", "testing/reference.csv", "re
 CHECKSUMS = "checksums.md5"
 GROUPS = ("normal", "tumor", "test")
 SPLIT_GROUPS = {"train": ("normal", "tumor"), "test": ("test",)}
+Split = Literal["train", "test"]  # the parts of the dataset a run can fetch or construct
 
 
 @dataclass(frozen=True)
@@ -139,24 +134,15 @@ def find_reference(raw_dir: Path) -> Path | None:
     return None
 
 
-def _limit(value: Any) -> int | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        return None
-    limit = common.as_int(value, "limit")
-    if limit < 1:
-        raise UserError(f"parameter 'limit' must be >= 1, got {limit}")
-    return limit
+def check_subset(splits: Sequence[str], limit: int | None, section: str) -> None:
+    """The subset options name at least one split, and ``limit`` (slides per group) is None or >= 1."""
+    if not splits:
+        raise ConfigError(f"{section}.splits", f"names no split (choose from {', '.join(SPLIT_GROUPS)})")
+    if limit is not None and limit < 1:
+        raise ConfigError(f"{section}.limit", f"must be >= 1 (or null for all slides), got {limit}")
 
 
-def _splits(value: Any) -> list[str]:
-    splits = common.as_list(value, "splits")
-    unknown = sorted(set(splits) - set(SPLIT_GROUPS))
-    if unknown:
-        raise UserError(f"parameter 'splits' takes {sorted(SPLIT_GROUPS)}, got {unknown}")
-    return splits
-
-
-def select_slides(names: list[str], splits: list[str], limit: int | None) -> list[str]:
+def select_slides(names: list[str], splits: Sequence[str], limit: int | None) -> list[str]:
     """The slide names of ``splits``, the first ``limit`` of each group (normal, tumor, test)."""
     chosen = []
     wanted = {group for split in splits for group in SPLIT_GROUPS[split]}
@@ -171,17 +157,16 @@ def select_slides(names: list[str], splits: list[str], limit: int | None) -> lis
 def download_plan(
     checksums: dict[str, str],
     base_url: str = BASE_URL,
-    splits: Any = "train,test",
-    limit: Any = None,
-    masks: Any = True,
-    annotations: Any = True,
+    splits: Sequence[Split] = ("train", "test"),
+    limit: int | None = None,
+    masks: bool = True,
+    annotations: bool = True,
 ) -> list[DownloadItem]:
     """The objects the configured subset needs, with md5s from checksums.md5.
 
     Slides come from the ``images/`` keys of the checksum list; each slide brings its annotation
     XML and mask when the list has them; the test reference comes with the test split.
     """
-    splits, limit = _splits(splits), _limit(limit)
     base_url = base_url.rstrip("/")
     images = {
         Path(key).stem: key for key in checksums if key.startswith("images/") and key.lower().endswith(".tif")
@@ -192,28 +177,29 @@ def download_plan(
         keys += [key for key in checksums if key.endswith("reference.csv")]
     for name in slides:
         keys.append(images[name])
-        if common.as_bool(annotations, "annotations") and f"annotations/{name}.xml" in checksums:
+        if annotations and f"annotations/{name}.xml" in checksums:
             keys.append(f"annotations/{name}.xml")
-        if common.as_bool(masks, "masks") and f"masks/{name}_mask.tif" in checksums:
+        if masks and f"masks/{name}_mask.tif" in checksums:
             keys.append(f"masks/{name}_mask.tif")
     return [DownloadItem(key, f"{base_url}/{key}", checksums.get(key)) for key in keys]
 
 
 def download(
     raw_dir: str | Path,
+    *,
     base_url: str = BASE_URL,
-    splits: Any = "train,test",
-    limit: Any = None,
-    masks: Any = True,
-    annotations: Any = True,
-    workers: Any = 2,
-    retries: Any = 3,
+    splits: Sequence[Split] = ("train", "test"),
+    limit: int | None = None,
+    masks: bool = True,
+    annotations: bool = True,
+    workers: int = 2,
+    retries: int = 3,
 ) -> Path:
     """Fetch checksums.md5, then every object of :func:`download_plan` (md5-verified)."""
     from zoomin.data.download import download_file
 
+    check_subset(splits, limit, "download")
     raw_dir = Path(raw_dir)
-    retries = common.as_int(retries, "retries")
     base_url = base_url.rstrip("/")
     download_file(f"{base_url}/{CHECKSUMS}", raw_dir / CHECKSUMS, retries=retries)
     checksums = read_checksums(raw_dir / CHECKSUMS)
@@ -224,89 +210,26 @@ def download(
     def fetch(item: DownloadItem) -> None:
         download_file(item.url, raw_dir / item.key, md5=item.md5, retries=retries, progress=False)
 
-    with ThreadPoolExecutor(max_workers=max(1, common.as_int(workers, "workers"))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for _ in tqdm(pool.map(fetch, plan), total=len(plan), desc="camelyon16 files", unit="file"):
             pass
     return raw_dir
 
 
 # -- construction ----------------------------------------------------------------------------------
-def place_slide(source: Path, stage: Path, relative: str, link: str) -> str:
-    """Put a slide into the constructed folder: hard link, symlink or copy (``link``)."""
-    target = stage / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if link == "copy":
-        return common.place_file(source, stage, relative)
-    if link == "hardlink":
-        try:
-            os.link(source, target)
-            return relative
-        except OSError:
-            log.debug("%s: cannot hard-link (other file system?); symlinking", source)
-    if link not in ("hardlink", "symlink"):
-        raise UserError(f"parameter 'link' must be hardlink, symlink or copy, got {link!r}")
-    target.symlink_to(source.resolve())
-    return relative
-
-
-def check_slide(reader: SlideReader) -> float | None:
-    """Open a slide and decode its smallest level (catches truncated files); return its mpp."""
-    slide = reader.slide
-    level = slide.level_count - 1
-    width, height = slide.level_dimensions[level]
-    if width * height <= 1 << 24:
-        reader.read(level, 0, 0, height, width)
-    else:  # a huge single level: decode one corner tile only (the cache step refuses it clearly)
-        reader.read(level, 0, 0, min(height, 512), min(width, 512))
-    return slide_mpp(reader)
-
-
-def slide_mask(
-    name: str,
-    raw_dir: Path,
-    reader: SlideReader,
-    masks: str,
-    mask_downsample: float,
-) -> np.ndarray | None:
-    """The tumour mask of slide ``name`` at its mask level, or None when it has no annotation."""
-    xml = raw_dir / "annotations" / f"{name}.xml"
-    tif = raw_dir / "masks" / f"{name}_mask.tif"
-    if masks in ("xml", "auto") and xml.is_file():
-        return mask_from_xml(xml, reader, mask_downsample)
-    if masks in ("tif", "auto") and tif.is_file():
-        return mask_from_image(tif, reader, mask_downsample)
-    return None
-
-
-def stratified_split(
-    names_by_label: dict[str, list[str]], val_fraction: float, seed: int
-) -> dict[str, str]:
-    """``{name: "train" | "val"}``: a seeded ``val_fraction`` of each class goes to ``val``."""
-    rng = np.random.default_rng(seed)
-    split: dict[str, str] = {}
-    for label in sorted(names_by_label):
-        names = sorted(names_by_label[label])
-        order = rng.permutation(len(names))
-        n_val = int(round(val_fraction * len(names)))
-        if val_fraction > 0 and len(names) >= 2:
-            n_val = min(max(n_val, 1), len(names) - 1)
-        for rank, index in enumerate(order):
-            split[names[index]] = "val" if rank < n_val else "train"
-    return split
-
-
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
-    val_fraction: Any = 0.2,
-    seed: Any = 0,
-    limit: Any = None,
-    splits: Any = "train,test",
-    masks: Any = "auto",
-    mask_downsample: Any = DEFAULT_MASK_DOWNSAMPLE,
-    link: Any = "hardlink",
-    exclude: Any = "",
+    *,
+    name: str = NAME,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    limit: int | None = None,
+    splits: Sequence[Split] = ("train", "test"),
+    masks: MaskMode = "auto",
+    mask_downsample: float = DEFAULT_MASK_DOWNSAMPLE,
+    link: LinkMode = "hardlink",
+    exclude: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Build the constructed Camelyon16 dataset (kind ``slide``) from a raw folder.
 
@@ -314,19 +237,14 @@ def construct(
     ``exclude`` is a list of slide names to leave out.
     """
     raw_dir = Path(raw_dir)
-    val_fraction = common.as_float(val_fraction, "val_fraction")
-    seed = common.as_int(seed, "seed")
-    mask_downsample = common.as_float(mask_downsample, "mask_downsample")
-    masks, link = str(masks).lower(), str(link).lower()
-    if masks not in ("auto", "xml", "tif", "none"):
-        raise UserError(f"parameter 'masks' must be auto, xml, tif or none, got {masks!r}")
     if not 0 <= val_fraction < 1:
-        raise UserError(f"parameter 'val_fraction' must lie in [0, 1), got {val_fraction}")
-    excluded = {item.lower() for item in common.as_list(exclude, "exclude")} if exclude else set()
+        raise ConfigError("construct.val_fraction", f"must lie in [0, 1), got {val_fraction}")
+    check_subset(splits, limit, "construct")
+    excluded = {item.lower() for item in exclude}
     images_dir = raw_dir / "images"
     files = {p.stem: p for p in sorted(images_dir.glob("*.tif")) if slide_group(p.stem)} if images_dir.is_dir() else {}
     files = {stem: path for stem, path in files.items() if stem.lower() not in excluded}
-    chosen = select_slides(list(files), _splits(splits), _limit(limit))
+    chosen = select_slides(list(files), splits, limit)
     if not chosen:
         raise InputFileError(images_dir, "holds no normal_###.tif / tumor_###.tif / test_###.tif slides")
 
@@ -345,11 +263,7 @@ def construct(
             if slide.lower() not in reference:
                 raise InputFileError(reference_path, f"has no label for test slide {slide}")
             labels[slide] = "positive" if reference[slide.lower()] == "Tumor" else "negative"
-    by_label: dict[str, list[str]] = {}
-    for slide in chosen:
-        if slide_group(slide) != "test":
-            by_label.setdefault(labels[slide], []).append(slide)
-    split = stratified_split(by_label, val_fraction, seed)
+    split = slides.train_val_split({slide: labels[slide] for slide in chosen if slide not in tests}, val_fraction, seed)
     split.update({slide: "test" for slide in tests})
 
     records: list[dict[str, Any]] = []
@@ -359,17 +273,17 @@ def construct(
             image_id = slide.lower()
             reader = SlideReader(files[slide])
             try:
-                mpp = check_slide(reader)
+                mpp = slides.check_slide(reader)
                 if mpp:
                     mpps.append(mpp)
-                mask = None if masks == "none" else slide_mask(slide, raw_dir, reader, masks, mask_downsample)
+                mask = None if masks == "none" else slides.slide_mask(slide, raw_dir, reader, masks, mask_downsample)
                 if mask is None and masks != "none" and labels[slide] == "negative":
                     mask = np.zeros(mask_shape(reader, mask_downsample), dtype=bool)  # known: no tumour
             finally:
                 reader.close()
             record = {
                 "image_id": image_id,
-                "path": place_slide(files[slide], stage, f"images/{image_id}.tif", link),
+                "path": slides.place_slide(files[slide], stage, f"images/{image_id}.tif", link),
                 "label": labels[slide],
                 "split": split[slide],
                 "mask": None,
@@ -380,11 +294,10 @@ def construct(
             elif labels[slide] == "positive" and masks != "none":
                 log.warning("%s: tumour slide without annotation; no mask", slide)
             records.append(record)
-        counts: dict[tuple[str, str], int] = {}
-        for record in records:
-            counts[(record["split"], record["label"])] = counts.get((record["split"], record["label"]), 0) + 1
-        log.info("%s: %d slides (%s)", name, len(records), ", ".join(f"{s}/{l}: {n}" for (s, l), n in sorted(counts.items())))
-        write_constructed(
-            stage, name, "slide", CLASSES, records, SOURCE, mpp=median(mpps) if mpps else None, seed=seed
+        common.save_constructed(
+            stage, name, CLASSES, records, NAME, seed=seed, kind="slide", mpp=median(mpps) if mpps else None
         )
     return records
+
+
+SOURCE = Source(NAME, "slide", construct, download)

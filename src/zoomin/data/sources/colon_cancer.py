@@ -28,12 +28,12 @@ from tqdm import tqdm
 
 from zoomin.data.constructed import staged_folder
 from zoomin.data.download import DownloadError, LoginRequired, download_file, extract_archive
-from zoomin.data.sources import common
+from zoomin.data.sources import Source, common
 from zoomin.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "colon_cancer"
+NAME = "colon_cancer"
 URL = (
     "https://warwick.ac.uk/fac/sci/dcs/research/tia/data/crchistolabelednucleihe/"
     "crchistophenotypes_2016_04_28.zip"
@@ -65,7 +65,7 @@ def find_classification_dir(raw_dir: str | Path) -> Path:
     )
 
 
-def download(raw_dir: str | Path, url: str = URL, md5: str | None = None, retries: Any = 3) -> Path:
+def download(raw_dir: str | Path, *, url: str = URL, md5: str | None = None, retries: int = 3) -> Path:
     """Fetch and unpack the CRCHistoPhenotypes zip into ``raw_dir``; return the Classification folder.
 
     A zip the user placed at ``raw_dir/crchistophenotypes_2016_04_28.zip`` by hand is used as is.
@@ -80,7 +80,7 @@ def download(raw_dir: str | Path, url: str = URL, md5: str | None = None, retrie
     archive = raw_dir / ARCHIVE_NAME
     if not archive.exists():
         try:
-            download_file(url, archive, md5=md5, retries=common.as_int(retries, "retries"))
+            download_file(url, archive, md5=md5, retries=retries)
         except LoginRequired:
             raise
         except DownloadError as error:
@@ -115,10 +115,11 @@ def load_detections(mat_path: str | Path) -> np.ndarray:
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
-    masks: Any = True,
-    mask_radius: Any = 6,
-    verify_images: Any = True,
+    *,
+    name: str = NAME,
+    masks: bool = True,
+    mask_radius: float = 6.0,
+    verify_images: bool = True,
 ) -> list[dict[str, Any]]:
     """Build the constructed colon-cancer dataset in ``out_dir``; return its records.
 
@@ -126,9 +127,6 @@ def construct(
     nucleus (MATLAB coordinates are 1-based, converted to 0-based). ``verify_images``: decode
     every BMP so a corrupt file is reported here rather than during training.
     """
-    masks = common.as_bool(masks, "masks")
-    radius = common.as_float(mask_radius, "mask_radius")
-    verify = common.as_bool(verify_images, "verify_images")
     root = find_classification_dir(raw_dir)
     folders = sorted(
         (p for p in root.iterdir() if p.is_dir() and IMAGE_DIR.match(p.name)),
@@ -142,7 +140,7 @@ def construct(
             image_id = folder.name
             bmp = folder / f"{image_id}.bmp"
             detections = load_detections(folder / f"{image_id}_epithelial.mat")
-            size = common.check_image(bmp) if verify else common.image_size(bmp)
+            size = common.check_image(bmp) if verify_images else common.image_size(bmp)
             record = {
                 "image_id": image_id,
                 "path": common.place_file(bmp, stage, f"images/{image_id}.bmp"),
@@ -151,11 +149,14 @@ def construct(
             }
             if masks:
                 record["mask"] = common.write_point_mask(
-                    stage, f"masks/{image_id}.png", size, detections - 1.0, radius
+                    stage, f"masks/{image_id}.png", size, detections - 1.0, mask_radius
                 )
             records.append(record)
         positives = sum(r["label"] == "positive" for r in records)
         if len(records) == 100 and positives != 51:
             log.warning("expected 51 positive / 49 negative images, found %d / %d", positives, 100 - positives)
-        common.save_constructed(stage, name, CLASSES, records, SOURCE)
+        common.save_constructed(stage, name, CLASSES, records, NAME)
     return records
+
+
+SOURCE = Source(NAME, "image", construct, download)

@@ -21,6 +21,7 @@ import bz2
 import json
 import logging
 import random
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,12 +30,12 @@ from tqdm import tqdm
 
 from zoomin.data.constructed import staged_folder
 from zoomin.data.download import download_file
-from zoomin.data.sources import common
+from zoomin.data.sources import Source, common
 from zoomin.errors import InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "fmow"
+NAME = "fmow"
 BASE_URL = "https://spacenet-dataset.s3.amazonaws.com/Hosted-Datasets/fmow/fmow-rgb"
 MANIFEST = "manifest.json.bz2"
 CLASSES = [
@@ -95,7 +96,7 @@ def local_keys(raw_dir: str | Path) -> list[str]:
 
 
 def select_subset(
-    keys: list[str], classes: list[str], n_train: int, seed: int
+    keys: list[str], classes: Sequence[str], n_train: int, seed: int
 ) -> list[tuple[str, str, str]]:
     """``(key, category, split)`` of the subset: ``n_train`` random train images + all val images."""
     wanted = set(classes)
@@ -114,14 +115,6 @@ def select_subset(
     return [(key, cat, "train") for key, cat in train] + [(key, cat, "test") for key, cat in candidates["val"]]
 
 
-def _options(classes: Any, n_train: Any, seed: Any) -> tuple[list[str], int, int]:
-    return (
-        common.as_list(classes, "classes"),
-        common.as_int(n_train, "n_train"),
-        common.as_int(seed, "seed"),
-    )
-
-
 def _candidates(raw_dir: Path) -> list[str]:
     manifest = raw_dir / MANIFEST
     return read_manifest(manifest) if manifest.is_file() else local_keys(raw_dir)
@@ -129,17 +122,20 @@ def _candidates(raw_dir: Path) -> list[str]:
 
 def download(
     raw_dir: str | Path,
+    *,
     base_url: str = BASE_URL,
-    classes: Any = tuple(CLASSES),
-    n_train: Any = N_TRAIN,
-    seed: Any = 0,
-    workers: Any = 8,
-    retries: Any = 3,
+    classes: Sequence[str] = tuple(CLASSES),
+    n_train: int = N_TRAIN,
+    seed: int = 0,
+    workers: int = 8,
+    retries: int = 3,
 ) -> Path:
-    """Fetch the manifest, then the ``_rgb.jpg`` + ``_rgb.json`` of every image of the subset."""
+    """Fetch the manifest, then the ``_rgb.jpg`` + ``_rgb.json`` of every image of the subset.
+
+    ``classes``, ``n_train`` and ``seed`` must be the construction's (:data:`SOURCE` says so), so
+    that the download fetches exactly the images the construction picks.
+    """
     raw_dir = Path(raw_dir)
-    classes, n_train, seed = _options(classes, n_train, seed)
-    retries = common.as_int(retries, "retries")
     base_url = base_url.rstrip("/")
     download_file(f"{base_url}/{MANIFEST}", raw_dir / MANIFEST, retries=retries)
     subset = select_subset(read_manifest(raw_dir / MANIFEST), classes, n_train, seed)
@@ -151,7 +147,7 @@ def download(
     def fetch(key: str) -> None:
         download_file(f"{base_url}/{key}", raw_dir / key, retries=retries, progress=False)
 
-    with ThreadPoolExecutor(max_workers=max(1, common.as_int(workers, "workers"))) as pool:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for _ in tqdm(pool.map(fetch, keys), total=len(keys), desc="fmow files", unit="file"):
             pass
     return raw_dir
@@ -190,30 +186,32 @@ def read_boxes(path: str | Path, category: str) -> list[tuple[float, float, floa
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
-    classes: Any = tuple(CLASSES),
-    n_train: Any = N_TRAIN,
-    seed: Any = 0,
-    masks: Any = True,
-    verify_images: Any = True,
+    *,
+    name: str = NAME,
+    classes: Sequence[str] = tuple(CLASSES),
+    n_train: int = N_TRAIN,
+    seed: int = 0,
+    masks: bool = True,
+    verify_images: bool = True,
 ) -> list[dict[str, Any]]:
     """Build the fMoW subset in ``out_dir``: train = the random draw, test = all val images."""
     raw_dir = Path(raw_dir)
-    classes, n_train, seed = _options(classes, n_train, seed)
-    masks = common.as_bool(masks, "masks")
-    verify = common.as_bool(verify_images, "verify_images")
     subset = select_subset(_candidates(raw_dir), classes, n_train, seed)
     if not subset:
-        raise InputFileError(raw_dir, f"holds no {{train,val}}/<category>/.../*{SUFFIX} images of the classes {classes}")
+        raise InputFileError(
+            raw_dir, f"holds no {{train,val}}/<category>/.../*{SUFFIX} images of the classes {list(classes)}"
+        )
     records = []
     with staged_folder(out_dir) as stage:
         for key, category, split in tqdm(subset, desc="fmow", unit="image"):
             image = raw_dir / key
             if not image.is_file():
-                raise InputFileError(image, "image of the subset is missing; run `zoomin download-dataset --dataset fmow`")
+                raise InputFileError(
+                    image, "image of the subset is missing; run `zoomin download-dataset --dataset fmow`"
+                )
             boxes = read_boxes(image.with_name(image.name[: -len(".jpg")] + ".json"), category)
             image_id = common.safe_id(f"{PurePosixPath(key).parts[0]}_{image.name[: -len(SUFFIX)]}")
-            size = common.check_image(image) if verify else common.image_size(image)
+            size = common.check_image(image) if verify_images else common.image_size(image)
             record = {
                 "image_id": image_id,
                 "path": common.place_file(image, stage, f"images/{image_id}.jpg"),
@@ -223,5 +221,9 @@ def construct(
             if masks:
                 record["mask"] = common.write_box_mask(stage, f"masks/{image_id}.png", size, boxes)
             records.append(record)
-        common.save_constructed(stage, name, classes, records, SOURCE, seed=seed)
+        common.save_constructed(stage, name, classes, records, NAME, seed=seed)
     return records
+
+
+# The download draws the same training images as the construction: it needs the same options.
+SOURCE = Source(NAME, "image", construct, download, ("classes", "n_train", "seed"))

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from zoomin.atomic import write_png
 from zoomin.data.constructed import SPLITS, staged_folder
-from zoomin.data.sources import common
+from zoomin.data.sources import Source, common
 from zoomin.errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "image_folder"
+NAME = "image_folder"
 KEPT_FORMATS = {".png", ".jpg", ".jpeg", ".bmp"}  # copied as they are; others are converted to PNG
 
 
@@ -74,9 +75,8 @@ def _copy_image(source: Path, stage: Path, image_id: str) -> str:
     if suffix in KEPT_FORMATS:
         return common.place_file(source, stage, f"images/{image_id}{suffix}")
     relative = f"images/{image_id}.png"
-    (stage / "images").mkdir(parents=True, exist_ok=True)
-    with Image.open(source) as image:
-        image.convert("RGB").save(stage / relative, format="PNG")
+    with common.open_image(source) as image:
+        write_png(stage / relative, image.convert("RGB"))
     return relative
 
 
@@ -84,7 +84,7 @@ def _copy_mask(source: Path, size: tuple[int, int], stage: Path, image_id: str, 
     if not source.is_file():
         raise InputFileError(source, f"mask listed on line {line} of {labels} not found")
     try:
-        with Image.open(source) as mask:
+        with common.open_image(source) as mask:
             pixels = np.asarray(mask)
     except (OSError, SyntaxError, ValueError) as error:
         raise InputFileError(source, f"cannot be decoded as a mask image ({error})") from None
@@ -94,20 +94,20 @@ def _copy_mask(source: Path, size: tuple[int, int], stage: Path, image_id: str, 
         )
     binary = pixels != 0 if pixels.ndim == 2 else np.any(pixels != 0, axis=-1)
     relative = f"masks/{image_id}.png"
-    (stage / "masks").mkdir(parents=True, exist_ok=True)
-    Image.fromarray(binary.astype(np.uint8) * 255, mode="L").save(stage / relative, format="PNG")
+    write_png(stage / relative, binary.astype(np.uint8) * 255)
     return relative
 
 
 def construct(
     raw_dir: str | Path | None,
     out_dir: str | Path,
-    name: str = SOURCE,
-    labels: str | None = None,
-    images: str | None = None,
-    classes: Any = None,
-    default_split: str = "all",
-    verify_images: Any = True,
+    *,
+    name: str = NAME,
+    labels: Path | None = None,
+    images: Path | None = None,
+    classes: Sequence[str] | None = None,
+    default_split: Literal["train", "val", "test", "all"] = "all",
+    verify_images: bool = True,
 ) -> list[dict[str, Any]]:
     """Build a constructed dataset from a labels CSV and the images it lists.
 
@@ -118,15 +118,16 @@ def construct(
     labels. ``default_split`` applies to rows without a ``split`` value.
     """
     if labels is None and raw_dir is None:
-        raise ConfigError("construct.labels", "image_folder needs the labels CSV (labels=...) or a raw folder holding labels.csv")
+        raise ConfigError(
+            "construct.labels", "image_folder needs the labels CSV (labels=...) or a raw folder holding labels.csv"
+        )
     labels_path = Path(labels) if labels else Path(raw_dir) / "labels.csv"
     images_dir = Path(images) if images else labels_path.parent
-    verify = common.as_bool(verify_images, "verify_images")
     if default_split not in SPLITS:
         raise InputFileError(labels_path, f"default_split {default_split!r} is not one of {list(SPLITS)}")
     rows = read_labels(labels_path)
     found = sorted({row["label"] for _, row in rows if row["label"]})
-    class_list = common.as_list(classes, "classes") if classes is not None else found
+    class_list = list(classes) if classes is not None else found
     records: list[dict[str, Any]] = []
     ids: dict[str, int] = {}
     with staged_folder(out_dir) as stage:
@@ -137,7 +138,9 @@ def construct(
             if not label:
                 raise InputFileError(labels_path, f"line {line}: empty 'label' for {row['image']}")
             if label not in class_list:
-                raise InputFileError(labels_path, f"line {line}: label {label!r} is not one of the classes {class_list}")
+                raise InputFileError(
+                    labels_path, f"line {line}: label {label!r} is not one of the classes {class_list}"
+                )
             split = row.get("split") or default_split
             if split not in SPLITS:
                 raise InputFileError(labels_path, f"line {line}: split {split!r} is not one of {list(SPLITS)}")
@@ -147,13 +150,17 @@ def construct(
             image_id = _id_for(images_dir, image)
             if image_id in ids:
                 raise InputFileError(
-                    labels_path, f"line {line}: {row['image']} gives image id {image_id!r}, already used on line {ids[image_id]}"
+                    labels_path,
+                    f"line {line}: {row['image']} gives image id {image_id!r}, already used on line {ids[image_id]}",
                 )
             ids[image_id] = line
-            size = common.check_image(image) if verify else common.image_size(image)
+            size = common.check_image(image) if verify_images else common.image_size(image)
             record = {"image_id": image_id, "path": _copy_image(image, stage, image_id), "label": label, "split": split}
             if row.get("mask"):
                 record["mask"] = _copy_mask(_resolve(images_dir, row["mask"]), size, stage, image_id, labels_path, line)
             records.append(record)
-        common.save_constructed(stage, name, class_list, records, SOURCE)
+        common.save_constructed(stage, name, class_list, records, NAME)
     return records
+
+
+SOURCE = Source(NAME, "image", construct)

@@ -26,27 +26,28 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from zoomin.atomic import atomic_path
+from zoomin.atomic import atomic_path, write_png
 from zoomin.data.asap_xml import Polygon, check_inside, rasterise, read_asap_xml
-from zoomin.data.constructed import staged_folder, write_constructed
-from zoomin.data.slide_reader import SlideReader
+from zoomin.data.constructed import staged_folder
 from zoomin.data.slide_cache import slide_mpp
-from zoomin.data.sources import camelyon16, common
+from zoomin.data.slide_reader import SlideReader
+from zoomin.data.sources import Source, camelyon16, common, slides
+from zoomin.data.sources.slides import MaskMode
 from zoomin.data.tissue import tissue_fraction, tissue_mask
-from zoomin.errors import InputFileError, UserError
+from zoomin.errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "needle_camelyon"
+NAME = "needle_camelyon"
 CLASSES = ["negative", "positive"]
 SPLITS = ("train", "val", "test")
 
@@ -88,17 +89,17 @@ class TumourMask:
             self.mask_reader.close()
 
 
-def _tumour_mask(name: str, raw_dir: Path, reader: SlideReader, masks: str) -> TumourMask | None:
-    xml = raw_dir / "annotations" / f"{name}.xml"
-    tif = raw_dir / "masks" / f"{name}_mask.tif"
-    if masks in ("xml", "auto") and xml.is_file():
-        polygons = read_asap_xml(xml)
+def _tumour_mask(name: str, raw_dir: Path, reader: SlideReader, masks: MaskMode) -> TumourMask | None:
+    found = slides.annotation_file(raw_dir, name, masks)
+    if found is None:
+        return None
+    kind, path = found
+    if kind == "xml":
+        polygons = read_asap_xml(path)
         height, width = reader.size
-        check_inside(xml, polygons, width, height)
+        check_inside(path, polygons, width, height)
         return TumourMask(polygons=polygons)
-    if masks in ("tif", "auto") and tif.is_file():
-        return TumourMask(mask_reader=SlideReader(tif))
-    return None
+    return TumourMask(mask_reader=SlideReader(path))
 
 
 def _box_sums(mask: np.ndarray, size: int) -> np.ndarray:
@@ -106,14 +107,6 @@ def _box_sums(mask: np.ndarray, size: int) -> np.ndarray:
     integral = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
     integral[1:, 1:] = np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1)
     return integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size] + integral[:-size, :-size]
-
-
-def _save_png(stage: Path, relative: str, pixels: np.ndarray) -> str:
-    target = stage / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-    return relative
 
 
 class _Builder:
@@ -129,8 +122,8 @@ class _Builder:
         return f"{prefix}_{number:03d}"
 
     def write(self, crop: Crop, pixels: np.ndarray, mask: np.ndarray) -> None:
-        _save_png(self.stage, f"images/{crop.image_id}.png", pixels)
-        _save_png(self.stage, f"masks/{crop.image_id}.png", np.where(mask, 255, 0).astype(np.uint8))
+        write_png(self.stage / "images" / f"{crop.image_id}.png", pixels)
+        write_png(self.stage / "masks" / f"{crop.image_id}.png", np.where(mask, 255, 0).astype(np.uint8))
         self.crops.append(crop)
 
 
@@ -274,7 +267,12 @@ class _NegativeSource:
 def assign_groups(
     counts: dict[str, int], fractions: tuple[float, float, float], rng: np.random.Generator
 ) -> dict[str, str]:
-    """Groups -> split, in a seeded order, each to the split furthest below its share of crops."""
+    """Groups -> split, in a seeded order, each to the split furthest below its share of crops.
+
+    Not :func:`zoomin.data.stratify.stratified_split`: a group (a metastasis, a normal slide) must
+    not straddle splits, and groups differ in size (up to ``crops_per_metastasis`` crops), so the
+    splits are balanced by crops, not by counting groups.
+    """
     total = sum(counts.values())
     filled = dict.fromkeys(SPLITS, 0)
     split: dict[str, str] = {}
@@ -288,17 +286,19 @@ def assign_groups(
     return split
 
 
-def _fractions(value: Any) -> tuple[float, float, float]:
-    items = [common.as_float(v, "split_fractions") for v in common.as_list(value, "split_fractions")]
+def _fractions(items: Sequence[float]) -> tuple[float, float, float]:
     if len(items) != 3 or any(v < 0 for v in items) or sum(items) <= 0:
-        raise UserError(f"parameter 'split_fractions' must be three non-negative numbers (train, val, test), got {value!r}")
+        raise ConfigError(
+            "construct.split_fractions", f"must be three non-negative numbers (train, val, test), got {list(items)}"
+        )
     total = sum(items)
     return items[0] / total, items[1] / total, items[2] / total
 
 
 def _slides(raw_dir: Path, limit: int | None) -> tuple[dict[str, Path], list[str], list[str]]:
     images_dir = raw_dir / "images"
-    files = {p.stem: p for p in sorted(images_dir.glob("*.tif")) if camelyon16.slide_group(p.stem)} if images_dir.is_dir() else {}
+    tifs = sorted(images_dir.glob("*.tif")) if images_dir.is_dir() else []
+    files = {p.stem: p for p in tifs if camelyon16.slide_group(p.stem)}
     if not files:
         raise InputFileError(images_dir, "holds no normal_###.tif / tumor_###.tif / test_###.tif slides")
     reference_path = camelyon16.find_reference(raw_dir)
@@ -306,7 +306,7 @@ def _slides(raw_dir: Path, limit: int | None) -> tuple[dict[str, Path], list[str
     tumour, normal = [], []
     for name in sorted(files):
         group = camelyon16.slide_group(name)
-        annotated = (raw_dir / "annotations" / f"{name}.xml").is_file() or (raw_dir / "masks" / f"{name}_mask.tif").is_file()
+        annotated = slides.annotation_file(raw_dir, name) is not None
         if group == "tumor" or (group == "test" and reference.get(name.lower()) == "Tumor"):
             if annotated:
                 tumour.append(name)
@@ -320,32 +320,32 @@ def _slides(raw_dir: Path, limit: int | None) -> tuple[dict[str, Path], list[str
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
-    crop_size: Any = 512,
-    level: Any = 3,
-    roi_low: Any = 0.1,
-    roi_high: Any = 0.5,
-    crops_per_metastasis: Any = 50,
-    min_tissue_fraction: Any = 0.5,
-    split_fractions: Any = "0.6,0.2,0.2",
-    seed: Any = 0,
-    masks: Any = "auto",
-    coarse_downsample: Any = 32.0,
-    limit: Any = None,
+    *,
+    name: str = NAME,
+    crop_size: int = 512,
+    level: int = 3,
+    roi_low: float = 0.1,
+    roi_high: float = 0.5,
+    crops_per_metastasis: int = 50,
+    min_tissue_fraction: float = 0.5,
+    split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
+    seed: int = 0,
+    masks: MaskMode = "auto",
+    coarse_downsample: float = 32.0,
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
     """Build NeedleCamelyon from a raw Camelyon16 folder (layout of :mod:`.camelyon16`)."""
     raw_dir = Path(raw_dir)
-    size, level = common.as_int(crop_size, "crop_size"), common.as_int(level, "level")
-    low, high = common.as_float(roi_low, "roi_low"), common.as_float(roi_high, "roi_high")
+    size, low, high = crop_size, roi_low, roi_high
     if not 0 <= low < high <= 1:
-        raise UserError(f"parameters roi_low/roi_high must satisfy 0 <= roi_low < roi_high <= 1, got {low}, {high}")
-    per_metastasis = common.as_int(crops_per_metastasis, "crops_per_metastasis")
-    min_tissue = common.as_float(min_tissue_fraction, "min_tissue_fraction")
+        raise ConfigError(
+            "construct.roi_low", f"roi_low/roi_high must satisfy 0 <= roi_low < roi_high <= 1, got {low}, {high}"
+        )
+    per_metastasis, min_tissue, coarse = crops_per_metastasis, min_tissue_fraction, coarse_downsample
     fractions = _fractions(split_fractions)
-    seed = common.as_int(seed, "seed")
-    masks = str(masks).lower()
-    coarse = common.as_float(coarse_downsample, "coarse_downsample")
-    files, tumour_slides, normal_slides = _slides(raw_dir, camelyon16._limit(limit))
+    if limit is not None and limit < 1:
+        raise ConfigError("construct.limit", f"must be >= 1 (or null for all slides), got {limit}")
+    files, tumour_slides, normal_slides = _slides(raw_dir, limit)
     if not tumour_slides:
         raise InputFileError(raw_dir / "annotations", "no tumour slide with an annotation (XML or *_mask.tif)")
     if not normal_slides:
@@ -402,15 +402,17 @@ def construct(
             len(counts),
             len(builder.crops) - len(positives),
         )
-        write_constructed(
-            stage, name, "image", CLASSES, records, SOURCE, mpp=float(np.median(mpps)) if mpps else None, seed=seed
+        common.save_constructed(
+            stage, name, CLASSES, records, NAME, seed=seed, mpp=float(np.median(mpps)) if mpps else None
         )
     return records
 
 
 def _check_level(reader: SlideReader, level: int) -> None:
     if not 0 <= level < reader.slide.level_count:
-        raise InputFileError(reader.path, f"has {reader.slide.level_count} pyramid levels; level {level} does not exist")
+        raise InputFileError(
+            reader.path, f"has {reader.slide.level_count} pyramid levels; level {level} does not exist"
+        )
 
 
 def _negatives(
@@ -468,3 +470,7 @@ def _write_provenance(path: Path, crops: list[Crop], level: int, size: int) -> N
                     [crop.image_id, crop.slide, crop.group, crop.label, crop.split, level, size,
                      crop.top, crop.left, f"{crop.tumour_fraction:.4f}", f"{crop.tissue_fraction:.4f}"]
                 )
+
+
+# Built from the Camelyon16 slides: its download is Camelyon16's.
+SOURCE = Source(NAME, "image", construct, camelyon16.download)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -30,16 +31,16 @@ from typing import Any
 from tqdm import tqdm
 
 from zoomin.data.asap_xml import EXCLUDED_GROUPS, TUMOUR_GROUPS
-from zoomin.data.constructed import SPLITS, staged_folder, write_constructed
-from zoomin.data.slide_reader import SlideReader
+from zoomin.data.constructed import SPLITS, staged_folder
 from zoomin.data.slide_masks import DEFAULT_MASK_DOWNSAMPLE, mask_from_image, mask_from_xml, write_mask_tiff
-from zoomin.data.sources import common
-from zoomin.data.sources.camelyon16 import check_slide, place_slide, stratified_split
-from zoomin.errors import InputFileError
+from zoomin.data.slide_reader import SlideReader
+from zoomin.data.sources import Source, common, slides
+from zoomin.data.sources.slides import LinkMode
+from zoomin.errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "slide_folder"
+NAME = "slide_folder"
 
 
 def read_labels(path: Path) -> list[dict[str, str]]:
@@ -52,7 +53,8 @@ def read_labels(path: Path) -> list[dict[str, str]]:
             columns = [c.strip() for c in reader.fieldnames or []]
             missing = [c for c in ("path", "label") if c not in columns]
             if missing:
-                raise InputFileError(path, f"missing column(s) {', '.join(missing)}; found {', '.join(columns) or 'nothing'}")
+                found = ", ".join(columns) or "nothing"
+                raise InputFileError(path, f"missing column(s) {', '.join(missing)}; found {found}")
             rows = []
             for row in reader:
                 if None in row:
@@ -68,27 +70,30 @@ def read_labels(path: Path) -> list[dict[str, str]]:
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
-    labels: Any = "labels.csv",
-    classes: Any = None,
-    val_fraction: Any = 0.2,
-    seed: Any = 0,
-    link: Any = "hardlink",
-    mask_downsample: Any = DEFAULT_MASK_DOWNSAMPLE,
-    tumour_groups: Any = TUMOUR_GROUPS,
-    excluded_groups: Any = EXCLUDED_GROUPS,
+    *,
+    name: str = NAME,
+    labels: str = "labels.csv",
+    classes: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    link: LinkMode = "hardlink",
+    mask_downsample: float = DEFAULT_MASK_DOWNSAMPLE,
+    tumour_groups: Sequence[str] = TUMOUR_GROUPS,
+    excluded_groups: Sequence[str] = EXCLUDED_GROUPS,
 ) -> list[dict[str, Any]]:
-    """Build a constructed slide dataset from ``raw_dir`` and its labels CSV."""
+    """Build a constructed slide dataset from ``raw_dir`` and its labels CSV (``labels``, relative to it).
+
+    ``classes`` orders the classes (default: the sorted labels); ``excluded_groups`` may be empty.
+    """
     raw_dir = Path(raw_dir)
-    labels_path = raw_dir / str(labels)
+    labels_path = raw_dir / labels
+    if not 0 <= val_fraction < 1:
+        raise ConfigError("construct.val_fraction", f"must lie in [0, 1), got {val_fraction}")
+    if not tumour_groups:
+        raise ConfigError("construct.tumour_groups", "names no annotation group")
     rows = read_labels(labels_path)
-    val_fraction = common.as_float(val_fraction, "val_fraction")
-    seed = common.as_int(seed, "seed")
-    mask_downsample = common.as_float(mask_downsample, "mask_downsample")
-    tumour_groups = common.as_list(tumour_groups, "tumour_groups")
-    excluded_groups = common.as_list(excluded_groups, "excluded_groups") if excluded_groups else []
     present = sorted({row["label"] for row in rows})
-    class_list = common.as_list(classes, "classes") if classes else present
+    class_list = list(classes) if classes else present
     unknown = sorted(set(present) - set(class_list))
     if unknown:
         raise InputFileError(labels_path, f"labels {unknown} are not among classes {class_list}")
@@ -103,26 +108,21 @@ def construct(
         if split and split not in SPLITS:
             raise InputFileError(labels_path, f"line {line}: unknown split {split!r} (allowed: {list(SPLITS)})")
         entries.append((line, row, slide, image_id, split))
-    if any(not split for *_, split in entries):
-        by_label: dict[str, list[str]] = {}
-        for _, row, _, image_id, split in entries:
-            if not split:
-                by_label.setdefault(row["label"], []).append(image_id)
-        auto = stratified_split(by_label, val_fraction, seed)
-    else:
-        auto = {}
+    unsplit = {image_id: row["label"] for _, row, _, image_id, split in entries if not split}
+    auto = slides.train_val_split(unsplit, val_fraction, seed) if unsplit else {}
 
     records, mpps = [], []
     with staged_folder(out_dir) as stage:
         for line, row, slide, image_id, split in tqdm(entries, desc=name, unit="slide"):
             reader = SlideReader(slide)
             try:
-                mpp = check_slide(reader)
+                mpp = slides.check_slide(reader)
                 if mpp:
                     mpps.append(mpp)
                 mask = None
                 if row.get("annotation"):
-                    mask = mask_from_xml(raw_dir / row["annotation"], reader, mask_downsample, tumour_groups, excluded_groups)
+                    xml = raw_dir / row["annotation"]
+                    mask = mask_from_xml(xml, reader, mask_downsample, tumour_groups, excluded_groups)
                 elif row.get("mask"):
                     mask = mask_from_image(raw_dir / row["mask"], reader, mask_downsample)
             finally:
@@ -130,7 +130,7 @@ def construct(
             suffix = "".join(slide.suffixes[-1:]) or ".tif"
             record = {
                 "image_id": image_id,
-                "path": place_slide(slide, stage, f"images/{image_id}{suffix}", str(link).lower()),
+                "path": slides.place_slide(slide, stage, f"images/{image_id}{suffix}", link),
                 "label": row["label"],
                 "split": split or auto[image_id],
                 "mask": None,
@@ -141,7 +141,10 @@ def construct(
             records.append(record)
         if len({r["image_id"] for r in records}) != len(records):
             raise InputFileError(labels_path, "two slides share an image_id; give them distinct image_id values")
-        write_constructed(
-            stage, name, "slide", class_list, records, SOURCE, mpp=median(mpps) if mpps else None, seed=seed
+        common.save_constructed(
+            stage, name, class_list, records, NAME, seed=seed, kind="slide", mpp=median(mpps) if mpps else None
         )
     return records
+
+
+SOURCE = Source(NAME, "slide", construct)

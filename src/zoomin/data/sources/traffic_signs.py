@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,12 @@ from tqdm import tqdm
 
 from zoomin.data.constructed import staged_folder
 from zoomin.data.download import download_file, extract_archive
-from zoomin.data.sources import common
-from zoomin.errors import InputFileError
+from zoomin.data.sources import Source, common
+from zoomin.errors import ConfigError, InputFileError
 
 log = logging.getLogger(__name__)
 
-SOURCE = "traffic_signs"
+NAME = "traffic_signs"
 BASE_URL = "http://www.isy.liu.se/cvl/research/trafficSigns/swedishSignsSummer"
 ANNOTATIONS_MD5 = {
     "Set1": "9106a905a86209c95dc9b51d12f520d6",
@@ -46,7 +47,6 @@ ANNOTATIONS_MD5 = {
 VISIBILITIES = ("VISIBLE", "BLURRED", "SIDE_ROAD", "OCCLUDED")
 SPEED_LIMITS = {"50_SIGN": "50", "70_SIGN": "70", "80_SIGN": "80"}
 CLASSES = ["EMPTY", "50", "70", "80"]
-SPLITS = {"Set1": "train", "Set2": "test"}
 
 
 @dataclass(frozen=True)
@@ -181,22 +181,23 @@ def select(raw_dir: str | Path, set_name: str) -> list[tuple[Path, str, list[Sig
 
 def download(
     raw_dir: str | Path,
+    *,
     base_url: str = BASE_URL,
-    sets: Any = "Set1,Set2",
-    retries: Any = 3,
-    verify_md5: Any = True,
+    sets: Sequence[str] = ("Set1", "Set2"),
+    retries: int = 3,
+    verify_md5: bool = True,
 ) -> Path:
     """Fetch ``<set>/annotations.txt`` (md5 checked) and ``<set>/<set>Part0.zip`` (extracted) per set."""
+    if not sets:
+        raise ConfigError("download.sets", "names no set (e.g. Set1,Set2)")
     raw_dir = Path(raw_dir)
-    retries = common.as_int(retries, "retries")
-    check = common.as_bool(verify_md5, "verify_md5")
     base_url = base_url.rstrip("/")
-    for set_name in common.as_list(sets, "sets"):
+    for set_name in sets:
         set_dir = raw_dir / set_name
         archive = raw_dir / f"{set_name}Part0.zip"
         download_file(f"{base_url}/{set_name}/{archive.name}", archive, retries=retries)
         extract_archive(archive, set_dir)
-        md5 = ANNOTATIONS_MD5.get(set_name) if check else None
+        md5 = ANNOTATIONS_MD5.get(set_name) if verify_md5 else None
         download_file(f"{base_url}/{set_name}/annotations.txt", set_dir / "annotations.txt", md5=md5, retries=retries)
     return raw_dir
 
@@ -204,18 +205,17 @@ def download(
 def construct(
     raw_dir: str | Path,
     out_dir: str | Path,
-    name: str = SOURCE,
+    *,
+    name: str = NAME,
     train_set: str = "Set1",
     test_set: str = "Set2",
-    masks: Any = True,
-    verify_images: Any = True,
+    masks: bool = True,
+    verify_images: bool = True,
 ) -> list[dict[str, Any]]:
     """Build the speed-limit dataset in ``out_dir`` (train from ``train_set``, test from ``test_set``).
 
     ``masks``: one mask per image with the boxes of the signs of its label (empty for EMPTY).
     """
-    masks = common.as_bool(masks, "masks")
-    verify = common.as_bool(verify_images, "verify_images")
     selections = {split: select(raw_dir, set_name) for split, set_name in (("train", train_set), ("test", test_set))}
     sets = {"train": train_set, "test": test_set}
     records = []
@@ -228,7 +228,7 @@ def construct(
                 if seen[image_id] > 1:  # the same file annotated twice: keep both, as the reference does
                     log.warning("%s listed more than once in %s/annotations.txt", filename, sets[split])
                     image_id = f"{image_id}.{seen[image_id]}"
-                size = common.check_image(image) if verify else common.image_size(image)
+                size = common.check_image(image) if verify_images else common.image_size(image)
                 record = {
                     "image_id": image_id,
                     "path": common.place_file(image, stage, f"images/{image_id}{image.suffix.lower()}"),
@@ -239,5 +239,8 @@ def construct(
                     boxes = [s.box for s in signs]
                     record["mask"] = common.write_box_mask(stage, f"masks/{image_id}.png", size, boxes)
                 records.append(record)
-        common.save_constructed(stage, name, CLASSES, records, SOURCE)
+        common.save_constructed(stage, name, CLASSES, records, NAME)
     return records
+
+
+SOURCE = Source(NAME, "image", construct, download)

@@ -9,16 +9,15 @@ writes PNGs into a staged folder and finishes with :func:`zoomin.data.constructe
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from zoomin.atomic import write_png
 from zoomin.data.constructed import (
     ConstructedDataset,
     ImageRecord,
@@ -26,12 +25,15 @@ from zoomin.data.constructed import (
     staged_folder,
     write_constructed,
 )
+from zoomin.data.params import coerce_value, refuse_unknown
+from zoomin.data.stratify import largest_remainder, stratified_split
 from zoomin.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 _PLAN_STREAM = 0x91A7  # the generator that plans labels and splits
 _IMAGE_STREAM = 0x1A6E  # the generators that draw images
+PNG_LEVEL = 1  # fast zlib level: stand-ins are regenerated often; changing it changes the file bytes
 
 
 @dataclass
@@ -63,62 +65,31 @@ class StandIn:
 
 
 def resolve_params(stand_in: StandIn, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overridden by ``params``; values given as strings (CLI) are cast to the default's type."""
+    """Defaults overridden by ``params``, each converted to its default's type.
+
+    Values from the command line arrive as strings; they go through
+    :func:`zoomin.data.params.coerce_value`, the conversion every builder's options use.
+    """
     resolved = dict(stand_in.defaults)
+    refuse_unknown(params, sorted(resolved), "construct", f"synthetic '{stand_in.kind}'")
     for key, value in params.items():
-        if key not in resolved:
-            raise ConfigError(
-                f"construct.{key}",
-                f"unknown parameter for synthetic '{stand_in.kind}' (known: {sorted(resolved)})",
-            )
-        resolved[key] = _cast(key, value, resolved[key])
+        resolved[key] = _typed(f"construct.{key}", value, resolved[key])
     if resolved["n_images"] < 2:
         raise ConfigError("construct.n_images", f"need at least 2 images, got {resolved['n_images']}")
     stand_in.check(resolved)
     return resolved
 
 
-def _cast(key: str, value: Any, default: Any) -> Any:
-    kind = type(default)
-    try:
-        if kind in (list, tuple):  # a size: [width, height], "640,480", "640x480" or one int
-            if isinstance(value, str):
-                value = [part for part in re.split(r"[,x ]+", value.strip("[]() ")) if part]
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                value = [value] * len(default)
-            items = [_cast(key, item, default[0]) for item in value]
-            if len(items) != len(default):
-                raise ValueError(value)
-            return list(items)
-        if kind is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            return bool(value)
-        if kind is int:
-            number = float(value)
-            if not number.is_integer():
-                raise ValueError(value)
-            return int(number)
-        if kind is float:
-            return float(value)
-        return kind(value)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"construct.{key}", f"expected {kind.__name__}, got {value!r}") from error
-
-
-def class_counts(n: int, weights: Sequence[float]) -> list[int]:
-    """Split ``n`` by ``weights`` (largest remainder), giving every class at least one when n allows."""
-    weights = np.asarray(weights, dtype=float) / np.sum(weights)
-    k = len(weights)
-    floor = 1 if n >= k else 0
-    rest = n - floor * k
-    raw = weights * rest
-    counts = np.floor(raw).astype(int)
-    order = np.argsort(-(raw - counts), kind="stable")
-    counts[order[: rest - counts.sum()]] += 1
-    return [int(c) + floor for c in counts]
+def _typed(key: str, value: Any, default: Any) -> Any:
+    """``value`` as the type of ``default``; a list default is a size: ``[w, h]``, ``"640x480"`` or one number."""
+    if isinstance(default, (list, tuple)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value] * len(default)
+        items = coerce_value(key, value, list[type(default[0])])
+        if len(items) != len(default):
+            raise ConfigError(key, f"expected {len(default)} values, got {value!r}")
+        return items
+    return coerce_value(key, value, type(default))
 
 
 def plan(
@@ -129,18 +100,10 @@ def plan(
     split_fractions: Mapping[str, float],
 ) -> list[tuple[str, str]]:
     """(label, split) per image: class counts by ``weights``, shuffled, splits stratified by class."""
-    labels = np.repeat(np.array(classes, dtype=object), class_counts(n, weights))
+    labels = np.repeat(np.array(classes, dtype=object), largest_remainder(n, weights))
     labels = labels[rng.permutation(n)]
-    splits = np.empty(n, dtype=object)
-    names = list(split_fractions)
-    for label in classes:
-        members = rng.permutation(np.flatnonzero(labels == label))
-        counts = class_counts(len(members), [split_fractions[name] for name in names])
-        start = 0
-        for name, count in zip(names, counts):
-            splits[members[start : start + count]] = name
-            start += count
-    return [(str(label), str(split)) for label, split in zip(labels, splits)]
+    splits = stratified_split(list(labels), split_fractions, rng, largest_remainder, classes=classes)
+    return [(str(label), split) for label, split in zip(labels, splits)]
 
 
 def image_rng(seed: int, index: int) -> np.random.Generator:
@@ -150,11 +113,6 @@ def image_rng(seed: int, index: int) -> np.random.Generator:
 
 def plan_rng(seed: int) -> np.random.Generator:
     return np.random.default_rng([_PLAN_STREAM, seed])
-
-
-def save_png(path: Path, pixels: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path, format="PNG", compress_level=1)
 
 
 def build(
@@ -190,11 +148,11 @@ def build(
         ):
             image_id = f"{stand_in.kind}_{index:05d}"
             drawn = stand_in.render(image_rng(seed, index), label, split, resolved)
-            save_png(staging / "images" / f"{image_id}.png", drawn.pixels)
+            write_png(staging / "images" / f"{image_id}.png", drawn.pixels, compress_level=PNG_LEVEL)
             mask = None
             if drawn.mask is not None:
                 mask = f"masks/{image_id}.png"
-                save_png(staging / mask, drawn.mask)
+                write_png(staging / mask, drawn.mask, compress_level=PNG_LEVEL)
             records.append(ImageRecord(image_id, f"images/{image_id}.png", label, split, mask))
         write_constructed(
             staging,
