@@ -14,7 +14,8 @@ from PIL import Image
 from zoomin.cli import main as cli_main
 from zoomin.data import view_cache as view_cache_module
 from zoomin.data.constructed import ImageRecord, read_constructed, write_constructed
-from zoomin.data.view_cache import ViewCache, build_view_cache, scale_key
+from zoomin.data.view_cache import ViewCache, build_view_cache
+from zoomin.image_access import scale_key
 from zoomin.errors import InputFileError
 from zoomin.image_access import ImageAccess, InMemoryImage, resize_uint8, scaled_length
 

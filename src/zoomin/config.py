@@ -29,10 +29,8 @@ MAX_MESSAGE = 240  # characters of a schema message before it is shortened
 
 
 def _source_names() -> list[str]:
-    try:  # TODO(arch): the source registry lands with the data-sources change
-        from zoomin.data.sources import SOURCES
-    except ImportError:
-        from zoomin.commands.construct import SOURCES
+    from zoomin.data.sources import SOURCES
+
     return list(SOURCES)
 
 

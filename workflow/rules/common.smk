@@ -81,6 +81,12 @@ def curve_figures():
     ]
 
 
+def attention_run(wildcards):
+    """The run whose model draws a dataset's attention figure: the attention method's first run."""
+    dataset = wildcards.dataset
+    return {"dataset": dataset, "method": EXP.attention_method, "run": EXP.datasets[dataset].runs[0]}
+
+
 def slide_caches(wildcards):
     """Every slide cache of a slide dataset; known only once the construct_dataset checkpoint ran."""
     from zoomin.data.constructed import read_constructed

@@ -51,15 +51,10 @@ rule plot_curves:
         "../scripts/plot_curves.py"
 
 
-def attention_run(wildcards):
-    """The run whose model draws a dataset's attention figure: the attention method's first run."""
-    return EXP.run(wildcards.dataset, EXP.attention_method, EXP.datasets[wildcards.dataset].runs[0])
-
-
 rule plot_attention:
     input:
         views=VIEWS,
-        model=lambda wc: f"results/{wc.dataset}/{EXP.attention_method}/{EXP.datasets[wc.dataset].runs[0]}/model.pt",
+        model=lambda wc: f"{RUN}/model.pt".format(**attention_run(wc)),
         code=code_of("zoomin.plots", "zoomin.figures"),
     output:
         png=report(
@@ -68,7 +63,7 @@ rule plot_attention:
             category="Attention",
         ),
     params:
-        spec=lambda wc: attention_run(wc).to_dict(),
+        spec=lambda wc: EXP.run(**attention_run(wc)).to_dict(),
     log:
         "logs/{dataset}/plot_attention.log",
     conda:

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from zoomin.atomic import atomic_path
 from zoomin.data.constructed import ConstructedDataset, ImageRecord, read_constructed
 from zoomin.errors import ConfigError, InputFileError
-from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scaled_length, to_chw_float
+from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scale_key, scaled_length, to_chw_float
 
 if TYPE_CHECKING:
     from zoomin.data.slide_access import SlideImage
@@ -47,11 +47,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 SPACE_RESERVE = 8 << 20  # bytes kept free on the disk while writing a cache (see _check_free_space)
 _STRING = h5py.string_dtype(encoding="utf-8")
-
-
-def scale_key(scale: float) -> str:
-    """Dataset name of a view at ``scale``: ``s0.1``, ``s0.25``, ``s1``."""
-    return f"s{float(scale):g}"
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
