@@ -85,7 +85,7 @@ def test_method_overrides_name_their_own_key():
 
 
 def test_training_defaults_fill_what_no_layer_sets():
-    config = _with(lambda c: [ds.pop("training") for ds in c["datasets"].values()])
+    config = _with(lambda c: [ds.pop("training", None) for ds in c["datasets"].values()])
     config.pop("training_defaults")
     experiment = zconfig.prepare(config)
     assert experiment.training("colon", "zoomin_lenet") == TrainingConfig()

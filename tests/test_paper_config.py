@@ -102,8 +102,9 @@ def test_dry_run_plans_the_whole_paper_dag(config, experiment, tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
     runs = sum(len(ds.methods) * len(ds.runs) for ds in experiment.datasets.values())
     assert int(counts["train"]) == int(counts["evaluate"]) == runs
-    for rule in ("download_dataset", "construct_dataset", "build_views"):
+    for rule in ("download_dataset", "construct_dataset"):
         assert int(counts[rule]) == 5, rule
+    assert int(counts["build_views"]) == 4 and int(counts["index_slide_views"]) == 1  # Camelyon16: slides
     assert int(counts["table"]) == 2
     assert "config/paper_table2.csv" in out and "synthetic" not in out  # paper.yaml replaces the default
     assert "slide_cache" not in out  # Camelyon16's slides are listed once its checkpoint has run

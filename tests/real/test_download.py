@@ -273,19 +273,18 @@ def test_download_rule_end_to_end(tmp_path):
     archive = zip_folder(make_crc(tmp_path / "src", [2, 0, 1, 0]), tmp_path / "crc.zip")
     work = tmp_path / "wf"
     work.mkdir()
-    (work / "Snakefile").write_text(
-        f'configfile: "config.yaml"\ninclude: "{REPO}/workflow/rules/downloads.smk"\n'
-    )
     with serve() as server:
         server.add("crc.zip", archive.read_bytes())
+        dataset = "{{block: Colon, source: colon_cancer, runs: {{seeds: [0]}}, methods: [ats], download: {{url: '{url}', retries: 0}}}}"
         (work / "config.yaml").write_text(
-            "datasets:\n"
-            f"  colon: {{source: colon_cancer, download: {{url: '{server.url}/crc.zip', retries: 0}}}}\n"
-            f"  gone: {{source: colon_cancer, download: {{url: '{server.url}/missing.zip', retries: 0}}}}\n"
+            "seed: 0\nmethods: {ats: {model: ats, label: ATS}}\ndatasets:\n"
+            f"  colon: {dataset.format(url=server.url + '/crc.zip')}\n"
+            f"  gone: {dataset.format(url=server.url + '/missing.zip')}\n"
         )
         targets = ["resources/colon/raw/.complete", "resources/gone/raw/.complete"]
         done = subprocess.run(
-            [sys.executable, "-m", "snakemake", *targets, "--cores", "1", "--keep-going"],
+            [sys.executable, "-m", "snakemake", *targets, "-s", str(REPO / "Snakefile"), "--cores", "1",
+             "--keep-going", "--configfile", "config.yaml"],
             cwd=work, capture_output=True, text=True, timeout=120,
         )
     assert done.returncode != 0  # the second download fails

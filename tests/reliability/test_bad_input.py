@@ -164,8 +164,8 @@ BAD_CONFIG = {
     "P > T": (lambda c: zoomin_params(c).update(subtile=120), "datasets.colon.model_params.zoomin.subtile"),
     "unknown method in a dataset": (lambda c: c["datasets"]["colon"]["methods"].append("magic"), "datasets.colon.methods"),
     "unknown model type": (lambda c: c["methods"]["zoomin_lenet"].update(model="vit"), "methods.zoomin_lenet.model"),
-    "batch size 0": (lambda c: c["datasets"]["colon"]["training"].update(batch_size=0), "datasets.colon.training.batch_size"),
-    "lr as text": (lambda c: c["datasets"]["colon"]["training"].update(lr="fast"), "datasets.colon.training.lr"),
+    "batch size 0": (lambda c: c["datasets"]["colon"].setdefault("training", {}).update(batch_size=0), "datasets.colon.training.batch_size"),
+    "lr as text": (lambda c: c["datasets"]["colon"].setdefault("training", {}).update(lr="fast"), "datasets.colon.training.lr"),
 }
 
 
@@ -291,19 +291,19 @@ def _outdated_checkpoint_starts_over(colon_views, uninterrupted_run, tmp_path, c
 
 
 def test_checkpoint_left_by_another_config_starts_over(colon_views, uninterrupted_run, tmp_path, capsys, caplog):
-    config = config_with(tmp_path, lambda c: c["datasets"]["colon"]["training"].update(lr=5e-4, epochs=2))
+    config = config_with(tmp_path, lambda c: c["datasets"]["colon"].setdefault("training", {}).update(lr=5e-4, epochs=2))
     text = _outdated_checkpoint_starts_over(colon_views, uninterrupted_run, tmp_path, capsys, caplog, config)
     assert "training.lr: checkpoint 0.001, now 0.0005" in text
 
 
 def test_checkpoint_past_the_configured_epochs_starts_over(colon_views, uninterrupted_run, tmp_path, capsys, caplog):
-    config = config_with(tmp_path, lambda c: c["datasets"]["colon"]["training"].update(epochs=3))
+    config = config_with(tmp_path, lambda c: c["datasets"]["colon"].setdefault("training", {}).update(epochs=3))
     text = _outdated_checkpoint_starts_over(colon_views, uninterrupted_run, tmp_path, capsys, caplog, config)
     assert "from epoch 6, past training.epochs 3" in text
 
 
 def test_checkpoint_of_another_dataset_starts_over(colon_views, uninterrupted_run, tmp_path, capsys, caplog):
-    config = config_with(tmp_path, lambda c: c["datasets"]["colon"]["training"].update(epochs=2))
+    config = config_with(tmp_path, lambda c: c["datasets"]["colon"].setdefault("training", {}).update(epochs=2))
     text = _outdated_checkpoint_starts_over(
         colon_views, uninterrupted_run, tmp_path, capsys, caplog, config,
         tamper=_edit_checkpoint(lambda payload: payload["identity"].update(data="0" * 64)),
@@ -313,7 +313,7 @@ def test_checkpoint_of_another_dataset_starts_over(colon_views, uninterrupted_ru
 
 def test_more_epochs_continue_from_the_checkpoint(colon_views, uninterrupted_run, tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO, logger="zoomin")
-    config = config_with(tmp_path, lambda c: c["datasets"]["colon"]["training"].update(epochs=7))
+    config = config_with(tmp_path, lambda c: c["datasets"]["colon"].setdefault("training", {}).update(epochs=7))
     out = tmp_path / "out"
     (out / "ckpt").mkdir(parents=True)
     shutil.copy(uninterrupted_run / "ckpt" / "last.pt", out / "ckpt" / "last.pt")
@@ -351,7 +351,7 @@ def test_evaluate_refuses_a_bad_model_file(colon_views, uninterrupted_run, tmp_p
 
 
 def test_nan_loss_stops_naming_run_and_epoch(colon_views, tmp_path, capsys):
-    config = config_with(tmp_path, lambda c: c["datasets"]["colon"]["training"].update(lr=1e30))
+    config = config_with(tmp_path, lambda c: c["datasets"]["colon"].setdefault("training", {}).update(lr=1e30))
     out = tmp_path / "out"
     status, err = cli(capsys, *train_args(colon_views, out, config=config))
     assert status == 1

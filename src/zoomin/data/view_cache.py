@@ -295,7 +295,7 @@ class ViewCache:
         if constructed_dir is not None:
             self.constructed = Path(constructed_dir)
         else:  # recorded relative to views.h5 (absolute in caches written before that)
-            self.constructed = recorded if recorded.is_absolute() else self.path.parent / recorded
+            self.constructed = recorded if recorded.is_absolute() else (self.path.parent / recorded).resolve()
         self._position = {image_id: i for i, image_id in enumerate(self.index.image_ids)}
 
     def as_dataset(self) -> ConstructedDataset:
