@@ -14,7 +14,7 @@ from workflow_helpers import TINY_CONFIG, copy_workflow, snakemake  # noqa: E402
 
 # Tests that must share one pytest-xdist worker: the SLURM tests (one `slurm-up.sh` at a time) and
 # those that use the tiny DAG run (made once per worker).
-TINY_DAG_GROUP = ("tests/cluster/", "tests/test_workflow.py")
+TINY_DAG_GROUP = ("tests/cluster/", "tests/test_workflow.py", "tests/test_report.py")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks

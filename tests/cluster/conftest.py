@@ -1,12 +1,18 @@
 """Fixtures for the tests that run Snakemake against a real, single-node SLURM.
 
 The session fixture ``slurm_cluster`` brings the cluster up with
-``tests/cluster/slurm-up.sh up`` (installing Debian's munge and SLURM when missing)
-and stops, at the end of the session, only the daemons that it started itself.
+``tests/cluster/slurm-up.sh up`` and stops, at the end of the session, only the daemons
+that it started itself.
+
+The tests never install anything unless asked to: only with the environment variable
+ZOOMIN_TEST_INSTALL_SLURM=1 (which .ci/run exports) does ``slurm-up.sh up`` install
+Debian's munge and SLURM (apt-get) when they are missing. Without it a machine that has
+them runs the tests, and one that lacks them skips them.
 
 The tests are skipped, with the reason printed, when
   * the environment variable ZOOMIN_SKIP_CLUSTER=1 is set,
-  * the session is not root (the script installs packages and starts daemons),
+  * munge/SLURM are not installed and ZOOMIN_TEST_INSTALL_SLURM is not 1,
+  * the session is not root (the script writes /etc/slurm and starts daemons),
   * the SLURM executor plugin is not installed,
   * the packages cannot be installed (apt unreachable, not Debian),
   * a SLURM not started by the script already runs on this machine.
@@ -30,7 +36,10 @@ _SKIP_CODES = {
     2: "not root",
     3: "cannot install munge/SLURM (apt unreachable or not Debian)",
     4: "a SLURM setup not managed by tests/cluster/slurm-up.sh exists on this machine",
+    6: "munge/SLURM not installed",
 }
+# opt-in: let slurm-up.sh install the missing packages (root, apt-get); .ci/run sets it
+INSTALL_VAR = "ZOOMIN_TEST_INSTALL_SLURM"
 
 
 @dataclass(frozen=True)
@@ -63,8 +72,15 @@ def slurm_cluster():
         _skip("ZOOMIN_SKIP_CLUSTER=1")
     if not sys.platform.startswith("linux"):
         _skip("the test cluster needs Linux")
+    may_install = os.environ.get(INSTALL_VAR) == "1"
+    check = _script("check", timeout=60)
+    if check.returncode not in (0, 6):
+        pytest.fail(f"slurm-up.sh check failed (rc {check.returncode}):\n{check.stdout}\n{check.stderr}")
+    if check.returncode == 6 and not may_install:
+        # the script's message names what is missing and how to opt in
+        _skip(check.stderr.strip().removeprefix("slurm-up: "))
     if os.geteuid() != 0:
-        _skip("not root: slurm-up.sh installs packages and starts system daemons")
+        _skip("not root: slurm-up.sh writes /etc/slurm and starts system daemons")
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
         _skip("snakemake-executor-plugin-slurm is not installed")
 

@@ -2,12 +2,16 @@
 # slurm-up.sh -- a throw-away, single-node SLURM cluster on loopback, for testing
 # the workflow's SLURM profile against a real slurmctld/slurmd (not a mock).
 #
-#   tests/cluster/slurm-up.sh up       install (if missing) and start munged, slurmctld, slurmd
+#   tests/cluster/slurm-up.sh up       start munged, slurmctld, slurmd (installing them first
+#                                      only when ZOOMIN_TEST_INSTALL_SLURM=1, see below)
 #   tests/cluster/slurm-up.sh down     stop the daemons THIS script started (by recorded PID)
 #   tests/cluster/slurm-up.sh status   show what is running and the node state
+#   tests/cluster/slurm-up.sh check    are munge and SLURM installed? (no root needed; exit 0 or 6)
 #
-# Needs root and, when the packages are missing, a reachable Debian/Ubuntu apt
-# repository (packages: munge slurmctld slurmd slurm-client, --no-install-recommends).
+# Needs root. It never installs anything unless asked to: with ZOOMIN_TEST_INSTALL_SLURM=1
+# and munge/SLURM missing, 'up' installs Debian's packages (munge slurmctld slurmd
+# slurm-client, --no-install-recommends), which needs a reachable Debian/Ubuntu apt
+# repository; without it, missing programs make 'up' exit 6 and change nothing.
 #
 # What it sets up (facts measured on SLURM 22.05 / munge 0.5.15):
 #   * one node "zoomin-node" at 127.0.0.1 with this machine's CPUs and memory, no GRES
@@ -29,9 +33,12 @@
 #   ZOOMIN_SLURM_CONF    slurm.conf to write                   [/etc/slurm/slurm.conf]
 #                        (a slurm.conf not written by this script is never overwritten)
 #   ZOOMIN_SLURM_TIMEOUT seconds to wait for the node to become idle [60]
+#   ZOOMIN_TEST_INSTALL_SLURM  1: 'up' may install the missing packages with apt-get
+#                        (opt-in; .ci/run sets it). Anything else: never install.  [unset]
 #
 # Exit status: 0 ok; 1 usage; 2 not root; 3 cannot install packages; 4 foreign
-# slurm.conf or foreign daemons already running; 5 daemons did not come up.
+# slurm.conf or foreign daemons already running; 5 daemons did not come up;
+# 6 munge/SLURM not installed and installing was not allowed (ZOOMIN_TEST_INSTALL_SLURM!=1).
 set -euo pipefail
 
 STATE="${ZOOMIN_SLURM_STATE:-/var/tmp/zoomin-slurm}"
@@ -41,6 +48,9 @@ MARKER="# managed-by: zoomin tests/cluster/slurm-up.sh"
 NODE="zoomin-node"
 PARTITION="debug"
 PACKAGES=(munge slurmctld slurmd slurm-client)
+# what 'up' runs: the daemons by absolute path (as start_munge/start_daemon do), the rest from PATH
+PROGRAMS=(/usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd munge unmunge sinfo scontrol sbatch squeue)
+INSTALL="${ZOOMIN_TEST_INSTALL_SLURM:-}"
 MUNGE_KEY=/etc/munge/munge.key
 MUNGE_SOCKET_DIR=/run/munge
 
@@ -63,17 +73,42 @@ recorded_pid() {
 }
 
 require_root() {
-    [[ $(id -u) -eq 0 ]] || die 2 "must run as root (it installs packages and starts system daemons)"
+    [[ $(id -u) -eq 0 ]] || die 2 "must run as root (it writes $CONF and starts system daemons)"
+}
+
+missing_programs() {  # prints the programs of PROGRAMS that are not installed, one a line
+    local p path
+    for p in "${PROGRAMS[@]}"; do
+        # (bash's `command -v` also returns a file it found that is not executable)
+        path=$p; [[ $p == /* ]] || path=$(type -P "$p" || true)
+        [[ -n $path && -f $path && -x $path ]] || echo "$p"
+    done
+}
+
+NOT_INSTALLED_HINT="set ZOOMIN_TEST_INSTALL_SLURM=1 to let tests/cluster/slurm-up.sh install Debian's ${PACKAGES[*]} with apt-get (as root), or install SLURM and munge yourself"
+
+cmd_check() {
+    local missing; missing=$(missing_programs)
+    if [[ -n $missing ]]; then
+        printf 'slurm-up: munge/SLURM not installed (missing: %s); %s\n' "$(echo $missing)" "$NOT_INSTALLED_HINT" >&2
+        return 6
+    fi
+    say "munge and SLURM are installed"
 }
 
 install_packages() {
+    local missing_progs; missing_progs=$(missing_programs)
+    if [[ -z $missing_progs ]]; then
+        say "munge and SLURM already installed"
+        return 0
+    fi
+    [[ $INSTALL == 1 ]] || die 6 "munge/SLURM not installed (missing: $(echo $missing_progs)); $NOT_INSTALLED_HINT"
     local missing=() p
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     if ((${#missing[@]} == 0)); then
-        say "packages already installed: ${PACKAGES[*]}"
-        return 0
+        die 3 "packages ${PACKAGES[*]} are installed but programs are missing: $(echo $missing_progs)"
     fi
     command -v apt-get >/dev/null || die 3 "packages missing (${missing[*]}) and apt-get not found (not Debian/Ubuntu?)"
     say "installing ${missing[*]} (apt-get --no-install-recommends) ..."
@@ -305,5 +340,6 @@ case "${1:-}" in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 1 ;;
+    check) cmd_check ;;
+    *) echo "usage: $0 up|down|status|check" >&2; exit 1 ;;
 esac

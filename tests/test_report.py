@@ -1,0 +1,103 @@
+"""`snakemake --report` on a finished run of the tiny config: one self-contained HTML file
+that embeds Table 1 and the figures.
+
+Snakemake 9 writes the report's results as a JSON object in ``<script id="results">var
+results = {...};</script>``: one entry per output marked with ``report()`` in the workflow,
+keyed by its path, with its category, rendered caption, MIME type and the file itself as a
+base64 ``data:`` URI. The test reads that object back and decodes the embedded files, so it
+fails if an output loses its ``report()`` marking, if a caption does not render, or if the
+embedded bytes are not the files the run made.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import pandas as pd
+import pytest
+import yaml
+
+from workflow_helpers import TINY_CONFIG, snakemake
+
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+
+REPORT = "results/report.html"
+_RESULTS = re.compile(r'<script id="results">\s*var results = (\{.*?\});\s*</script>', re.S)
+_CATEGORIES = re.compile(r'<script id="categories">\s*var categories = (\{.*?\});\s*</script>', re.S)
+
+
+def _embedded(entry: dict) -> bytes:
+    """The bytes of a result embedded as ``data:<mime>;charset=...;filename=...;base64,<data>``."""
+    header, sep, payload = entry["data_uri"].partition(";base64,")
+    assert header.startswith("data:") and sep, entry["data_uri"][:120]
+    return base64.b64decode(payload)
+
+
+def _in_category(categories: dict, name: str) -> list[str]:
+    """The result paths of a report category, over all its subcategories ("Other" when none)."""
+    return [path for paths in categories.get(name, {}).values() for path in paths]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_local_run):
+    """(run directory, results object, categories object, HTML) of the report of the tiny run."""
+    result = snakemake(tiny_local_run, "--report", REPORT, "--configfile", str(TINY_CONFIG), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    html = (tiny_local_run / REPORT).read_text()
+    results_js, categories_js = _RESULTS.search(html), _CATEGORIES.search(html)
+    assert results_js and categories_js, f"no results/categories script in {REPORT} (Snakemake's format changed?)"
+    return tiny_local_run, json.loads(results_js.group(1)), json.loads(categories_js.group(1)), html
+
+
+def test_report_embeds_table1_with_every_block_and_method(report):
+    workdir, results, categories, _ = report
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    assert "results/table1.csv" in _in_category(categories, "Tables"), categories
+    entry = results["results/table1.csv"]
+    assert entry["mime_type"] == "text/csv"
+    assert entry["job_properties"]["rule"] == "table"
+    assert "Table table1: test accuracy" in entry["caption"]  # workflow/report/table.rst, rendered
+    embedded = _embedded(entry)
+    assert embedded == (workdir / "results" / "table1.csv").read_bytes()
+    table = pd.read_csv(io.BytesIO(embedded))
+    expected = {(ds["block"], m) for ds in config["datasets"].values() for m in ds["methods"]}
+    assert set(zip(table.block, table.method)) == expected
+
+
+def test_report_embeds_the_attention_figures_and_training_curves(report):
+    workdir, results, categories, _ = report
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    attention = {f"results/figures/attention_{dataset}.png" for dataset in config["datasets"]}
+    assert set(_in_category(categories, "Attention")) == attention, categories
+    curves_on_disk = {
+        str(path.relative_to(workdir)) for path in (workdir / "results").glob("*/*/*/curves.png")
+    }
+    assert curves_on_disk
+    assert set(_in_category(categories, "Training curves")) == curves_on_disk, categories
+    for path in sorted(attention | curves_on_disk):
+        entry = results[path]
+        assert entry["mime_type"] == "image/png", path
+        assert entry["caption"].strip(), f"{path}: empty caption"
+        png = _embedded(entry)
+        assert png.startswith(b"\x89PNG\r\n\x1a\n"), path
+        assert png == (workdir / path).read_bytes(), path
+    dataset = next(iter(config["datasets"]))
+    caption = results[f"results/figures/attention_{dataset}.png"]["caption"]
+    assert f"Attention on a test image of {dataset}" in caption
+
+
+def test_workflow_extra_installs_what_the_report_needs():
+    """The test environment has pygments anyway (pytest needs it), so the report test above
+    cannot notice if ``pip install -e ".[workflow]"`` stops installing it; this does."""
+    import tomllib
+
+    from workflow_helpers import REPO
+
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["workflow"]
+    snakemake_req = next(req for req in extra if re.match(r"snakemake\b(?!-)", req))
+    assert re.match(r"snakemake\[[^\]]*\breports\b", snakemake_req) or any(
+        re.match(r"pygments\b", req, re.I) for req in extra
+    ), f"the workflow extra must install pygments for `snakemake --report`: {extra}"
