@@ -24,8 +24,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         table_outputs(),
         attention_figures(),
         curve_figures(),
-    default_target: True

@@ -26,7 +26,6 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +60,8 @@ COLUMNS = [
 def build_models(device: torch.device, seed: int) -> dict[str, torch.nn.Module]:
     """The three networks (both ATS rows share one network), randomly initialised from ``seed``."""
     torch.manual_seed(seed)
-    zoomin = build_model("zoomin", num_classes=2, tile=250, subtile=27, s1=0.1, s2=0.2, n=10, feature="lenet")
-    ats = build_model("ats", num_classes=2, scale=0.2, patch=27, n=10, feature="lenet")
+    zoomin = build_model("zoomin", num_classes=2)  # the registry's defaults are the colon settings
+    ats = build_model("ats", num_classes=2)
     cnn = build_model("cnn", num_classes=2, scale=1.0)
     models = {"zoomin": zoomin, "ats_published": ats, "ats_lazy": ats, "cnn": cnn}
     return {name: model.to(device).eval() for name, model in models.items()}

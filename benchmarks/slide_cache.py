@@ -240,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         )))
         return
     report: dict = {
-        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
+        "machine": (
+            f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
+        ),
         "size": args.size,
         "scales": args.scales,
         "tile_size": args.tile_size,

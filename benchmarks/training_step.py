@@ -62,7 +62,9 @@ def prepare_views(experiment: Experiment, dataset: str, work: Path, n_images: in
     return views
 
 
-def measure_method(experiment: Experiment, dataset: str, method: str, views: Path, n_train: int, work: Path, args) -> dict:
+def measure_method(
+    experiment: Experiment, dataset: str, method: str, views: Path, n_train: int, work: Path, args
+) -> dict:
     base = experiment.run(dataset, method, experiment.datasets[dataset].runs[0])
     spec = replace(
         base,

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from workflow_helpers import TINY_CONFIG, copy_workflow, snakemake  # noqa: E402
-
+from tests.workflow_helpers import TINY_CONFIG, copy_workflow, snakemake
 
 # Tests that must share one pytest-xdist worker: the SLURM tests (one `slurm-up.sh` at a time) and
 # those that use the tiny DAG run (made once per worker).
@@ -37,6 +34,15 @@ def pytest_xdist_node_collection_finished(node, ids):
             f"{untagged[0]}. Install the pytest that pyproject.toml pins, or run with -n 0 (no workers).",
             returncode=4,
         )
+
+
+@pytest.fixture
+def single_thread():
+    """Tiny nets run several times faster on one thread on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

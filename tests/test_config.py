@@ -10,9 +10,9 @@ import sys
 
 import pytest
 import yaml
-from workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
 
 import zoomin.config as zconfig
+from tests.workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
 from zoomin.errors import ConfigError
 from zoomin.models.registry import FEATURE_NETS, MODEL_TYPES
 from zoomin.runs import run_ids, run_seed
@@ -70,7 +70,7 @@ def test_snakemake_rejects_s1_of_2_before_any_job(tmp_path):
     assert "Failed validating" not in message and "definitions" not in message
 
 
-def test_lint_is_clean(tmp_path):
+def test_lint_is_clean():
     result = snakemake(REPO, "--lint")
     assert result.returncode == 0, result.stdout + result.stderr
 

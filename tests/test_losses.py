@@ -21,16 +21,9 @@ from zoomin.losses import (
 from zoomin.models import build_model
 from zoomin.models.distributions import complement
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread is faster
+
 SMALL_ZOOMIN = {"tile": 16, "subtile": 5, "s1": 0.25, "s2": 0.5, "n": 4}
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These nets are tiny; on a shared 2-core machine one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_image(seed: int, size: int = 64) -> InMemoryImage:

@@ -14,6 +14,8 @@ from zoomin.image_access import InMemoryImage
 from zoomin.models import MODEL_TYPES, build_model
 from zoomin.models.output import Attention, ModelOutput
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread is faster
+
 SMALL = {
     "zoomin": {"tile": 16, "subtile": 5, "s1": 0.25, "s2": 0.5, "n": 4},
     "ats": {"scale": 0.25, "patch": 5, "n": 4},
@@ -21,15 +23,6 @@ SMALL = {
     "efficientnet_b0": {"scale": 0.5},
 }
 ATTENTION_MODELS = ("zoomin", "ats")
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These nets are tiny; on a shared 2-core machine one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_image(seed: int, height: int = 64, width: int = 64) -> InMemoryImage:

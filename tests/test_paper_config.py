@@ -7,11 +7,10 @@ import re
 
 import pandas as pd
 import pytest
-
 import yaml
-from workflow_helpers import REPO, copy_workflow, snakemake
 
 import zoomin.config as zconfig
+from tests.workflow_helpers import REPO, copy_workflow, snakemake
 from zoomin.tables import RunMetrics, make_table
 
 PAPER = REPO / "config" / "paper.yaml"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import pickle
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,9 +16,8 @@ from zoomin.cli import main as cli_main
 from zoomin.data import view_cache as view_cache_module
 from zoomin.data.constructed import ImageRecord, read_constructed, write_constructed
 from zoomin.data.view_cache import ViewCache, build_view_cache
-from zoomin.image_access import scale_key
 from zoomin.errors import InputFileError
-from zoomin.image_access import ImageAccess, InMemoryImage, resize_uint8, scaled_length
+from zoomin.image_access import ImageAccess, InMemoryImage, resize_uint8, scale_key, scaled_length
 
 SCALES = [0.1, 0.25]
 

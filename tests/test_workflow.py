@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from workflow_helpers import TINY_CONFIG, snakemake
+from tests.workflow_helpers import TINY_CONFIG, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 

@@ -19,20 +19,13 @@ from zoomin.models.ats import ATSNet
 from zoomin.models.registry import ATSParams, ZoomInParams
 from zoomin.models.zoomin_net import ZoomInNet
 
+pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread is faster
+
 # (independent batches whose spread gives the standard error, draws per batch: the image repeated)
 ZOOMIN_DRAWS = (24, 25)
 ATS_DRAWS = (24, 25)
 PROJECTIONS = 12
 Z_LIMIT = 5.0
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These nets are tiny; on a shared 2-core machine one thread is several times faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def structured_image(seed: int, size: int = 64) -> InMemoryImage:

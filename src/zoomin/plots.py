@@ -14,7 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from zoomin.atomic import atomic_path  # noqa: E402
 
@@ -24,21 +26,37 @@ if TYPE_CHECKING:
 DISPLAY_SIDE = 800
 
 
+LOSS_PARTS = {  # history column -> legend label (the parts a run's loss has; zero parts are not drawn)
+    "train_loss": "total",
+    "mean_cross_entropy": "cross-entropy",
+    "mean_contrastive": "contrastive",
+    "mean_mask": "mask MSE",
+    "mean_auxiliary": "model's own terms",
+}
+
+
 def plot_curves(history_csv: str | Path, out_png: str | Path, title: str = "") -> None:
-    """Loss and accuracy per epoch of one run."""
+    """Loss (and its parts) and accuracy per epoch of one run."""
     history = pd.read_csv(history_csv)
+    losses = history.melt(
+        id_vars="epoch",
+        value_vars=[c for c in LOSS_PARTS if c in history and (c == "train_loss" or history[c].abs().max() > 0)],
+        var_name="part",
+        value_name="loss",
+    ).replace({"part": LOSS_PARTS})
+    accuracy = history.melt(
+        id_vars="epoch",
+        value_vars=[c for c in ("train_accuracy", "val_accuracy") if history[c].notna().any()],
+        var_name="set",
+        value_name="accuracy",
+    ).replace({"set": {"train_accuracy": "train", "val_accuracy": "validation"}})
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
-    ax_loss.plot(history.epoch, history.train_loss, marker="o", label="train loss")
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    ax_acc.plot(history.epoch, history.train_accuracy, marker="o", label="train")
-    if history.val_accuracy.notna().any():
-        ax_acc.plot(history.epoch, history.val_accuracy, marker="s", label="validation")
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy")
+    sns.lineplot(losses, x="epoch", y="loss", hue="part", marker="o", ax=ax_loss)
+    sns.lineplot(accuracy, x="epoch", y="accuracy", hue="set", style="set", markers=True, dashes=False, ax=ax_acc)
     ax_acc.set_ylim(-0.02, 1.02)
-    ax_acc.legend()
+    for ax in (ax_loss, ax_acc):
+        ax.legend(fontsize="small")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, out_png)

@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from slurm_helpers import SLURM_UP
+
+from tests.cluster.slurm_helpers import SLURM_UP
 
 # exit codes of slurm-up.sh that mean "this machine cannot host the test cluster"
 _SKIP_CODES = {

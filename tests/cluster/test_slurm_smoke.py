@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_helpers import rule_of, run_snakemake, slurm_job, slurm_profile_args, submitted_jobs
+from tests.cluster.slurm_helpers import rule_of, run_snakemake, slurm_job, slurm_profile_args, submitted_jobs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -18,15 +18,14 @@ differ).
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from slurm_helpers import (
-    REPO,
+
+from tests.cluster.slurm_helpers import (
     SNAKEMAKE,
     TEST_PROFILE,
     rule_of,
@@ -35,9 +34,7 @@ from slurm_helpers import (
     slurm_profile_args,
     submitted_jobs,
 )
-
-sys.path.insert(0, str(REPO / "tests"))
-from workflow_helpers import TINY_CONFIG, copy_workflow  # noqa: E402
+from tests.workflow_helpers import TINY_CONFIG, copy_workflow
 
 pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures_slides import TUMOUR_POLYGONS, make_slide, polygon_mask, write_asap_xml
+from tests.real.fixtures_slides import TUMOUR_POLYGONS, make_slide, polygon_mask, write_asap_xml
 from zoomin.data.asap_xml import Polygon, check_inside, rasterise, read_asap_xml
 from zoomin.data.slide_access import SlideReader
 from zoomin.data.slide_masks import mask_from_xml

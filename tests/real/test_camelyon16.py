@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures_http import serve
-from fixtures_slides import make_camelyon_raw, md5, write_reference_csv
+from tests.real.fixtures_http import serve
+from tests.real.fixtures_slides import make_camelyon_raw, md5, write_reference_csv
 from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_slide_cache

@@ -7,8 +7,8 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from fixtures_http import serve
-from fixtures_images import corrupt, make_crc, zip_folder
+from tests.real.fixtures_http import serve
+from tests.real.fixtures_images import corrupt, make_crc, zip_folder
 from zoomin.cli import main
 from zoomin.data import download as dl
 from zoomin.data.constructed import read_constructed

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures_http import serve
+from tests.real.fixtures_http import serve
 from zoomin.cli import main
 from zoomin.data import download as dl
 from zoomin.data.download import (
@@ -268,7 +268,7 @@ def test_download_rule_end_to_end(tmp_path):
     import subprocess
     import sys
 
-    from fixtures_images import make_crc, zip_folder
+    from tests.real.fixtures_images import make_crc, zip_folder
 
     archive = zip_folder(make_crc(tmp_path / "src", [2, 0, 1, 0]), tmp_path / "crc.zip")
     work = tmp_path / "wf"

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_http import serve
-from fixtures_images import corrupt, fmow_files, fmow_key, manifest_bytes, write_files
+from tests.real.fixtures_http import serve
+from tests.real.fixtures_images import corrupt, fmow_files, fmow_key, manifest_bytes, write_files
 from zoomin.cli import main
 from zoomin.data.constructed import read_constructed
 from zoomin.data.sources import construct_dataset, fmow

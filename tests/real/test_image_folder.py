@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_images import corrupt, save_image
+from tests.real.fixtures_images import corrupt, save_image
 from zoomin.data.constructed import read_constructed
 from zoomin.data.sources import construct_dataset, image_folder
 from zoomin.errors import InputFileError

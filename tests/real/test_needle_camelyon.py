@@ -10,7 +10,7 @@ import openslide
 import pytest
 from PIL import Image
 
-from fixtures_slides import make_camelyon_raw
+from tests.real.fixtures_slides import make_camelyon_raw
 from zoomin.data.constructed import read_constructed
 from zoomin.data.sources import needle_camelyon
 from zoomin.errors import InputFileError

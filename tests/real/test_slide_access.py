@@ -7,8 +7,8 @@ import pickle
 import openslide
 import pytest
 import torch
-from fixtures_slides import TUMOUR_POLYGONS, make_slide
 
+from tests.real.fixtures_slides import TUMOUR_POLYGONS, make_slide
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_slide_cache
 from zoomin.image_access import ImageAccess, InMemoryImage

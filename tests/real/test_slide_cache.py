@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from fixtures_slides import TUMOUR_POLYGONS, make_flat_tiff, make_slide, make_truncated_tiff
+from tests.real.fixtures_slides import TUMOUR_POLYGONS, make_flat_tiff, make_slide, make_truncated_tiff
 from zoomin.commands import slide_cache as command
 from zoomin.data.slide_access import SlideReader
 from zoomin.data.slide_cache import build_slide_cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures_slides import TUMOUR_POLYGONS, make_mask_tiff, make_slide, write_asap_xml
+from tests.real.fixtures_slides import TUMOUR_POLYGONS, make_mask_tiff, make_slide, write_asap_xml
 from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_masks import read_mask
 from zoomin.data.sources import construct_dataset, slide_folder

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import h5py
@@ -15,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from fixtures_slides import make_camelyon_raw
+from tests.real.fixtures_slides import make_camelyon_raw
 from zoomin.data.constructed import read_constructed
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_constructed_slide_cache
@@ -165,8 +164,7 @@ def run_outputs(folder: Path):
 @pytest.mark.workflow
 @pytest.mark.slow
 def test_snakemake_builds_slide_caches_after_the_construct_checkpoint(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for workflow_helpers
-    from workflow_helpers import copy_workflow, snakemake
+    from tests.workflow_helpers import copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path / "wf")
     raw_dir = workdir / "resources" / "cam" / "raw"

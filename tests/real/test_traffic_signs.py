@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_http import serve
-from fixtures_images import corrupt, make_sts_set, sign, zip_folder
+from tests.real.fixtures_http import serve
+from tests.real.fixtures_images import corrupt, make_sts_set, sign, zip_folder
 from zoomin.data.constructed import read_constructed
 from zoomin.data.download import ChecksumError
 from zoomin.data.sources import download_dataset, traffic_signs

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-from reliability_helpers import evaluate_args, train_args, zoomin
 
-# tests/workflow_helpers.py (copying the workflow, running snakemake), also when only this folder runs
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.reliability.reliability_helpers import evaluate_args, train_args, zoomin
 
 
 @pytest.fixture(scope="session")

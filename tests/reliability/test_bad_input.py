@@ -21,10 +21,16 @@ import pytest
 import torch
 import yaml
 from PIL import Image
-from reliability_helpers import RESUME_CONFIG, assert_same_history, assert_same_weights, evaluate_args, train_args
 
 import zoomin.atomic as atomic_module
 import zoomin.data.view_cache as view_cache_module
+from tests.reliability.reliability_helpers import (
+    RESUME_CONFIG,
+    assert_same_history,
+    assert_same_weights,
+    evaluate_args,
+    train_args,
+)
 from zoomin.checkpoints import load_checkpoint
 from zoomin.cli import main
 from zoomin.data.view_cache import ViewCache, build_view_cache

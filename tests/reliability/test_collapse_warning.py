@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 import torch
-from reliability_helpers import RESUME_CONFIG
 
+from tests.reliability.reliability_helpers import RESUME_CONFIG
 from zoomin import training
 from zoomin.config import load
 from zoomin.spec import ModelSpec, RunSettings

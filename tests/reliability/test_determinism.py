@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 import yaml
-from reliability_helpers import (
+
+from tests.reliability.reliability_helpers import (
     RESUME_CONFIG,
     assert_same_history,
     assert_same_weights,
@@ -20,7 +21,6 @@ from reliability_helpers import (
     train_args,
     zoomin,
 )
-
 from zoomin.config import load as load_config
 from zoomin.runs import run_seed
 from zoomin.tables import RunMetrics, make_table

@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from workflow_helpers import REPO, copy_workflow, snakemake
+
+from tests.workflow_helpers import REPO, copy_workflow, snakemake
 
 
 def test_torch_load_is_weights_only_everywhere():

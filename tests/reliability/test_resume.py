@@ -13,7 +13,15 @@ import time
 from pathlib import Path
 
 import torch
-from reliability_helpers import ZOOMIN, assert_same_history, assert_same_weights, train_args, zoomin, zoomin_env
+
+from tests.reliability.reliability_helpers import (
+    ZOOMIN,
+    assert_same_history,
+    assert_same_weights,
+    train_args,
+    zoomin,
+    zoomin_env,
+)
 
 
 def checkpoint_epoch(path: Path) -> int:

@@ -92,10 +92,7 @@ def slide_caches(wildcards):
     from zoomin.data.constructed import read_constructed
 
     constructed = checkpoints.construct_dataset.get(dataset=wildcards.dataset).output.constructed
-    return [
-        f"results/{wildcards.dataset}/slides/{image_id}.h5"
-        for image_id in read_constructed(constructed).image_ids
-    ]
+    return [f"results/{wildcards.dataset}/slides/{image_id}.h5" for image_id in read_constructed(constructed).image_ids]
 
 
 def construct_inputs(wildcards):

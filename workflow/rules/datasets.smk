@@ -10,13 +10,13 @@ checkpoint construct_dataset:
         raw=construct_inputs,
     output:
         constructed=directory(CONSTRUCTED),
-    params:
-        source=lambda wc: EXP.datasets[wc.dataset].source,
-        construct=lambda wc: EXP.datasets[wc.dataset].construct,
-        raw_dir=RAW,
     log:
         "logs/{dataset}/construct.log",
     conda:
         "../../envs/zoomin.yaml"
+    params:
+        source=lambda wc: EXP.datasets[wc.dataset].source,
+        construct=lambda wc: EXP.datasets[wc.dataset].construct,
+        raw_dir=RAW,
     script:
         "../scripts/construct_dataset.py"

@@ -13,8 +13,12 @@ localrules:
 rule download_dataset:
     output:
         marker=f"{RAW}/.complete",
+    log:
+        "logs/{dataset}/download.log",
     wildcard_constraints:
         dataset=one_of(DOWNLOADABLE),
+    conda:
+        "../../envs/zoomin.yaml"
     params:
         source=lambda wc: EXP.datasets[wc.dataset].source,
         options=lambda wc: download_options(
@@ -23,9 +27,5 @@ rule download_dataset:
             EXP.datasets[wc.dataset].download,
         ),
         raw_dir=RAW,
-    log:
-        "logs/{dataset}/download.log",
-    conda:
-        "../../envs/zoomin.yaml"
     script:
         "../scripts/download_dataset.py"

@@ -7,17 +7,17 @@ rule evaluate:
         model=f"{RUN}/model.pt",
     output:
         metrics=f"{RUN}/metrics.json",
-    params:
-        spec=run_spec,
     log:
         "logs/{dataset}/{method}/{run}/evaluate.log",
     benchmark:
         "logs/{dataset}/{method}/{run}/evaluate.benchmark.tsv"
+    conda:
+        "../../envs/zoomin.yaml"
     threads: EXP.resources.threads
     resources:
         gpu=EXP.resources.gpu,
         mem_mb=EXP.resources.mem_mb,
-    conda:
-        "../../envs/zoomin.yaml"
+    params:
+        spec=run_spec,
     script:
         "../scripts/evaluate.py"

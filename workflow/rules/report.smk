@@ -16,18 +16,20 @@ rule table:
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
         md="results/{table}.md",
+    log:
+        "logs/{table}.log",
+    wildcard_constraints:
+        table="|".join(EXP.tables()) or NO_MATCH,
+    conda:
+        "../../envs/zoomin.yaml"
     params:
         runs=lambda wc: runs_of(wc.table),
         datasets=lambda wc: {
-            d: {"block": ds.block, "methods": list(ds.methods)} for d, ds in EXP.datasets.items() if ds.table == wc.table
+            d: {"block": ds.block, "methods": list(ds.methods)}
+            for d, ds in EXP.datasets.items()
+            if ds.table == wc.table
         },
         methods={name: {"label": m.label} for name, m in EXP.methods.items()},
-    wildcard_constraints:
-        table="|".join(EXP.tables()) or NO_MATCH,
-    log:
-        "logs/{table}.log",
-    conda:
-        "../../envs/zoomin.yaml"
     script:
         "../scripts/make_table.py"
 
@@ -62,11 +64,11 @@ rule plot_attention:
             caption="../report/attention.rst",
             category="Attention",
         ),
-    params:
-        spec=lambda wc: EXP.run(**attention_run(wc)).to_dict(),
     log:
         "logs/{dataset}/plot_attention.log",
     conda:
         "../../envs/zoomin.yaml"
+    params:
+        spec=lambda wc: EXP.run(**attention_run(wc)).to_dict(),
     script:
         "../scripts/plot_attention.py"

@@ -8,20 +8,20 @@ rule train:
     output:
         model=f"{RUN}/model.pt",
         history=f"{RUN}/history.csv",
-    params:
-        spec=run_spec,
-        checkpoint_dir="checkpoints/{dataset}/{method}/{run}",
     log:
         "logs/{dataset}/{method}/{run}/train.log",
     benchmark:
         "logs/{dataset}/{method}/{run}/train.benchmark.tsv"
-    threads: EXP.resources.threads
     retries: 2
+    conda:
+        "../../envs/zoomin.yaml"
+    threads: EXP.resources.threads
     resources:
         gpu=EXP.resources.gpu,
         mem_mb=EXP.resources.mem_mb,
         runtime=lambda wc, attempt: EXP.resources.runtime * attempt,
-    conda:
-        "../../envs/zoomin.yaml"
+    params:
+        spec=run_spec,
+        checkpoint_dir="checkpoints/{dataset}/{method}/{run}",
     script:
         "../scripts/train.py"

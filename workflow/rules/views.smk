@@ -10,16 +10,16 @@ rule build_views:
         constructed=CONSTRUCTED,
     output:
         views=VIEWS,
-    params:
-        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=False),
-    wildcard_constraints:
-        dataset=one_of(IMAGE_DATASETS),
     log:
         "logs/{dataset}/build_views.log",
     benchmark:
         "logs/{dataset}/build_views.benchmark.tsv"
+    wildcard_constraints:
+        dataset=one_of(IMAGE_DATASETS),
     conda:
         "../../envs/zoomin.yaml"
+    params:
+        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=False),
     script:
         "../scripts/build_views.py"
 
@@ -29,21 +29,21 @@ rule slide_cache:
         constructed=CONSTRUCTED,
     output:
         cache="results/{dataset}/slides/{image_id}.h5",
-    params:
-        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=True),
-        tile_size=lambda wc: EXP.slide_tile_size(wc.dataset),
-    wildcard_constraints:
-        dataset=one_of(SLIDE_DATASETS),
-        image_id=r"[A-Za-z0-9_.-]+",
     log:
         "logs/{dataset}/slides/{image_id}.log",
     benchmark:
         "logs/{dataset}/slides/{image_id}.benchmark.tsv"
+    wildcard_constraints:
+        dataset=one_of(SLIDE_DATASETS),
+        image_id=r"[A-Za-z0-9_.-]+",
+    conda:
+        "../../envs/zoomin.yaml"
     threads: 1
     resources:
         mem_mb=2000,
-    conda:
-        "../../envs/zoomin.yaml"
+    params:
+        scales=lambda wc: EXP.cache_scales(wc.dataset, slides=True),
+        tile_size=lambda wc: EXP.slide_tile_size(wc.dataset),
     script:
         "../scripts/slide_cache.py"
 
@@ -54,14 +54,14 @@ rule index_slide_views:
         slides=slide_caches,
     output:
         views=VIEWS,
+    log:
+        "logs/{dataset}/build_views.log",
+    wildcard_constraints:
+        dataset=one_of(SLIDE_DATASETS),
+    conda:
+        "../../envs/zoomin.yaml"
     params:
         scales=lambda wc: EXP.cache_scales(wc.dataset, slides=True),
         slides_dir="results/{dataset}/slides",
-    wildcard_constraints:
-        dataset=one_of(SLIDE_DATASETS),
-    log:
-        "logs/{dataset}/build_views.log",
-    conda:
-        "../../envs/zoomin.yaml"
     script:
         "../scripts/index_slide_views.py"

@@ -8,5 +8,7 @@ from zoomin.workflow_support import run_script
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(
     sm,
-    lambda: evaluate(RunSpec.from_dict(sm.params.spec), Path(sm.input.views), Path(sm.input.model), Path(sm.output.metrics)),
+    lambda: evaluate(
+        RunSpec.from_dict(sm.params.spec), Path(sm.input.views), Path(sm.input.model), Path(sm.output.metrics)
+    ),
 )

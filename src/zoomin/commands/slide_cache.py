@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoomin.data.slide_reader import DEFAULT_MAX_READ_PIXELS
 from zoomin.data.slide_cache import DEFAULT_TISSUE_DOWNSAMPLE, build_slide_cache
+from zoomin.data.slide_reader import DEFAULT_MAX_READ_PIXELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,7 +18,9 @@ from zoomin.spec import RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train one (dataset, method, run)", description=__doc__.splitlines()[0])
+    parser = subparsers.add_parser(
+        "train", help="train one (dataset, method, run)", description=__doc__.splitlines()[0]
+    )
     add_run_arguments(parser)
     parser.add_argument("--out-model", type=Path, required=True)
     parser.add_argument("--out-history", type=Path, required=True)

@@ -157,7 +157,8 @@ def _write_views(
             mask = load_mask(mask_path, (height, width)).astype(np.uint8) * 255
             group = masks.create_group(record.image_id)
             for scale in scales:
-                _store(group, scale_key(scale), resize_uint8(mask, scaled_length(height, scale), scaled_length(width, scale)))
+                side = (scaled_length(height, scale), scaled_length(width, scale))
+                _store(group, scale_key(scale), resize_uint8(mask, *side))
     return heights, widths
 
 
@@ -212,7 +213,9 @@ def build_slide_view_index(
     for record in dataset.records:
         cache_path = slides_dir / f"{record.image_id}.h5"
         if not cache_path.is_file():
-            raise InputFileError(cache_path, f"slide cache of {record.image_id} is missing; build it with `zoomin slide-cache`")
+            raise InputFileError(
+                cache_path, f"slide cache of {record.image_id} is missing; build it with `zoomin slide-cache`"
+            )
         try:
             with h5py.File(cache_path, "r") as cache:
                 heights.append(int(cache.attrs["height"]))
@@ -220,9 +223,13 @@ def build_slide_view_index(
                 missing = [scale_key(s) for s in scales if scale_key(s) not in cache]
                 has_mask.append("mask" in cache and all(scale_key(s) in cache["mask"] for s in scales))
         except (OSError, KeyError) as error:
-            raise InputFileError(cache_path, f"unreadable or incomplete slide cache ({error}); delete it and rebuild") from error
+            raise InputFileError(
+                cache_path, f"unreadable or incomplete slide cache ({error}); delete it and rebuild"
+            ) from error
         if missing:
-            raise InputFileError(cache_path, f"has no view at scale(s) {', '.join(missing)}; rebuild it with those scales")
+            raise InputFileError(
+                cache_path, f"has no view at scale(s) {', '.join(missing)}; rebuild it with those scales"
+            )
         if record.mask and not has_mask[-1]:
             log.warning("%s: the slide has a mask but its cache %s has no mask views", record.image_id, cache_path)
     log.info("indexing %d slide caches of %s into %s", len(dataset), dataset.name, out_path)
@@ -291,7 +298,9 @@ class ViewCache:
                 widths=index["width"][()].astype(np.int64),
             )
         except (KeyError, ValueError, TypeError) as error:
-            raise InputFileError(self.path, f"incomplete or corrupt view cache ({error}); delete it and rebuild") from error
+            raise InputFileError(
+                self.path, f"incomplete or corrupt view cache ({error}); delete it and rebuild"
+            ) from error
         if constructed_dir is not None:
             self.constructed = Path(constructed_dir)
         else:  # recorded relative to views.h5 (absolute in caches written before that)

@@ -18,13 +18,14 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from zoomin import estimators, sampling as draws
+from zoomin import estimators
+from zoomin import sampling as draws
 from zoomin.image_access import ImageAccess
 from zoomin.models.attention import AttentionNet
+from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.batching import run_grouped, to_module
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
-from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
 from zoomin.models.registry import ATSParams
 

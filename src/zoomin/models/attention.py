@@ -1,9 +1,10 @@
 """The attention networks of both Zoom-In stages and of ATS (paper Appendix K).
 
-Input standardised (:mod:`.standardise`), then three 3x3 convolutions, 3 -> 8 -> 8 -> 1 channels, padding 1, with ``tanh`` (default) or ``relu``
-after the first two. The last convolution is linear by default: its output is the attention logit
-map, and the softmax is taken by the model (over tiles after pooling in stage 1, over the positions
-of one tile in stage 2, over the whole view for ATS). Appendix K puts a ``tanh`` after the last
+Input standardised (:mod:`.standardise`), then three 3x3 convolutions, 3 -> 8 -> 8 -> 1 channels,
+padding 1, with ``tanh`` (default) or ``relu`` after the first two. The last convolution is linear
+by default: its output is the attention logit map, and the softmax is taken by the model (over
+tiles after pooling in stage 1, over the positions of one tile in stage 2, over the whole view for
+ATS). Appendix K puts a ``tanh`` after the last
 stage-1 convolution too; that bounds every tile logit to [-1, 1], so no tile can get more than
 e^2 times the attention of another, which flattens attention over the thousands of tiles of a
 slide. ``final_activation=True`` restores the appendix's variant.

@@ -1,14 +1,13 @@
 """Feature networks ``f`` that map a batch of P x P sub-tiles to feature vectors.
 
-* ``lenet`` -- LeNet-like (docs/method.md §11.1): input standardised (:mod:`.standardise`), conv5x5 3->36, ReLU, max-pool 2, conv5x5 36->48,
-  ReLU, max-pool 2, global average pool, L2-normalise -> 48-d.
+* ``lenet`` -- LeNet-like (docs/method.md §11.1): input standardised (:mod:`.standardise`), conv5x5
+  3->36, ReLU, max-pool 2, conv5x5 36->48, ReLU, max-pool 2, global average pool, L2-normalise -> 48-d.
+  Convolutions are padded ("same") and pooling rounds up, so sub-tiles of a few pixels still work.
 * ``lenet_unnormalised`` -- the same without the final L2 normalisation. The average of unit
-  vectors that the estimators form from L2-normalised features moves very little when one of ten
-  sampled sub-tiles changes, so the linear classifier needs large weights, which Adam grows slowly:
-  on the colon stand-in (80 training images, batch 4, lr 1e-3) Zoom-In with ``lenet`` was still at
-  the ln 2 plateau after 400 steps, with ``lenet_unnormalised`` at 99% training accuracy after 350
-  (95% test). The CPU default (``config/config.yaml``) uses it for every LeNet model alike. Convolutions are padded ("same")
-  and pooling rounds up, so sub-tiles as small as a few pixels still work.
+  vectors that the estimators form moves very little when one of the N sampled sub-tiles changes,
+  so the linear classifier needs large weights, which Adam grows slowly; on a CPU budget only this
+  variant learned the stand-ins (docs/method.md §12), and the CPU default uses it for every LeNet
+  model alike.
 * ``resnet16`` -- the paper's ResNet16 (Appendix K, Table 6): conv3x3 3->32, four pre-activation
   residual blocks of 32 channels (strides 1, 2, 2, 2; 1x1 projection shortcut where strided),
   BatchNorm + ReLU, global average pool -> 32-d, not normalised (the table ends at the pool).

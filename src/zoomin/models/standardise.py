@@ -2,12 +2,10 @@
 
 Images reach the models as floats in [0, 1]. The LeNet-like feature net and the 3-layer attention
 nets start with a plain convolution, so their first activations are dominated by the mean
-brightness and tiny-contrast detail (chromatin texture, sign glyphs) moves them very little: with
-inputs in [0, 1] a LeNet needs ~170 Adam steps before it even separates textured from plain
-nuclei on single, centred patches, and inside the attention-sampling models (where that signal is
-diluted by the sampling) it never left the ln 2 plateau in 20-40 epochs on the colon stand-in.
-Centring and scaling the input, ``(x - 0.5) / 0.25``, removes that plateau (25-50 steps on the same
-patches). ResNet16 and the CNN baselines use BatchNorm and do not need it.
+brightness, and tiny-contrast detail (chromatin texture, sign glyphs) moves them very little: the
+models then sit on a long plateau before they learn anything (docs/measurements.md has the step
+counts). Centring and scaling the input, ``(x - 0.5) / 0.25``, removes it. ResNet16 and the CNN
+baselines use BatchNorm and do not need it.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def construct(
 
     records, mpps = [], []
     with staged_folder(out_dir) as stage:
-        for line, row, slide, image_id, split in tqdm(entries, desc=name, unit="slide"):
+        for _line, row, slide, image_id, split in tqdm(entries, desc=name, unit="slide"):
             reader = SlideReader(slide)
             try:
                 mpp = slides.check_slide(reader)

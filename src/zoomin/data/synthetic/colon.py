@@ -4,7 +4,8 @@ Every image has pink tissue with scattered plain nuclei and one or two "glands":
 by a dense cluster of nuclei -- the place a low-resolution view points at, in both classes. In a
 positive image the nuclei of one gland are epithelial (textured chromatin, same size and mean colour);
 in a negative image every gland is a decoy of plain nuclei. By default a positive image's other glands
-are epithelial too (``epithelial_fraction``), as epithelium fills whole glands in the real images. Classes [negative, positive], balanced,
+are epithelial too (``epithelial_fraction``), as epithelium fills whole glands in the real images.
+Classes [negative, positive], balanced,
 split ``all`` (cross-validation, as in the paper).
 """
 

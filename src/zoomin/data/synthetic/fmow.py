@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from zoomin.data.sources.fmow import CLASSES
 from zoomin.data.synthetic.common import Rendered, StandIn
 from zoomin.data.synthetic.drawing import gray_noise, place_circles, smooth_field, to_uint8
-from zoomin.data.sources.fmow import CLASSES
 from zoomin.errors import ConfigError
 
 FMOW_CLASSES = CLASSES  # the 10-class subset of the paper (Appendix E)

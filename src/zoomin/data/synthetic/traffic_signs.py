@@ -233,8 +233,8 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
                        if side == 0 else
                        rng.uniform(min(vanish_x + 0.15 * width, width - diameter - 2), width - diameter - 2))
             top = int(rng.uniform(max(horizon - 0.25 * height, 2), max(horizon - diameter * 0.5, 3)))
-            if all(abs(top - t) > (d + diameter) / 2 + 4 or abs(left - l) > (d + diameter) / 2 + 4
-                   for t, l, d in placed):
+            if all(abs(top - t) > (d + diameter) / 2 + 4 or abs(left - other) > (d + diameter) / 2 + 4
+                   for t, other, d in placed):
                 break
         placed.append((top, left, diameter))
         paint_sign(canvas, rng, number, diameter, top, left, params)

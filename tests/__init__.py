@@ -1,0 +1,1 @@
+"""Tests of zoomin (a package, so helpers are imported as tests.<module>)."""

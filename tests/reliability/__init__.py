@@ -1,0 +1,1 @@
+"""Reliability: kill-and-resume, determinism, bad input, integrity, collapse warnings."""
