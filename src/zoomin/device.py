@@ -7,14 +7,15 @@ import logging
 import torch
 
 from zoomin.errors import ConfigError
+from zoomin.spec import DEVICES
 
 log = logging.getLogger(__name__)
 
 
-def choose_device(requested: str = "auto") -> torch.device:
+def choose_device(requested: str) -> torch.device:
     """``auto``: CUDA if a GPU is visible (``CUDA_VISIBLE_DEVICES`` is respected), else CPU."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise ConfigError("device", f"must be auto, cpu or cuda, got {requested!r}")
+    if requested not in DEVICES:
+        raise ConfigError("device", f"must be one of {', '.join(DEVICES)}, got {requested!r}")
     if requested == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", "cuda was requested but no GPU is visible to this job")
     if requested == "cpu":

@@ -31,9 +31,7 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(
-    fn: Callable[[], Any], device: torch.device | str, repeats: int = 5, warmup: int = 1
-) -> TimingReport:
+def time_call(fn: Callable[[], Any], device: torch.device | str, repeats: int, warmup: int) -> TimingReport:
     """Run ``fn()`` ``warmup`` times untimed, then ``repeats`` times timed."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
