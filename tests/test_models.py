@@ -22,7 +22,7 @@ SMALL = {
     "cnn": {"scale": 0.5},
     "efficientnet_b0": {"scale": 0.5},
     "patchdrop": {"grid": 4, "policy_scale": 0.25, "width": 8, "policy_start": 0},
-    "racnn": {"scale": 0.5, "crop_size": 24, "width": 8},
+    "racnn": {"scale": 0.5, "crop_size": 32, "width": 8},
 }
 ATTENTION_MODELS = ("zoomin", "ats")
 

@@ -189,7 +189,7 @@ def test_inference_cost_meters_run():
     "params, key",
     [
         ({"scale": 0.0}, "scale"),
-        ({"crop_size": 4}, "crop_size"),
+        ({"crop_size": 16}, "crop_size"),
         ({"width": 0}, "width"),
         ({"min_side": 0.0}, "min_side"),
         ({"min_side": 1.5}, "min_side"),

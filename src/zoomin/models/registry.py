@@ -135,7 +135,9 @@ class RACNNParams(ModelParams):
     """RA-CNN (Fu et al. 2017; docs/methods.md): three scales, each zooming into a square of the last."""
 
     scale: float = _scale(1.0, "scale of the view of the whole image that scale 1 classifies")
-    crop_size: int = param(224, minimum=8, doc="side (px) of the input of scales 2 and 3 (each square resampled)")
+    crop_size: int = param(
+        224, minimum=32, doc="side (px) of the input of scales 2 and 3 (at least 32: a 2x2 map after the CNN's stride 16)"
+    )
     width: int = param(32, minimum=1, doc="channels of each scale's CNN (an 8-layer ResNet; the reference: VGG-19)")
     min_side: float = param(
         1 / 3, exclusive_minimum=0.0, maximum=1.0, doc="smallest side of an attended square, fraction of its parent's"
