@@ -133,10 +133,6 @@ class PatchDropNet(Classifier):
         self.classifier = SmallResNet(num_classes, params.width)
         self.register_buffer("policy_steps", torch.zeros((), dtype=torch.long))
 
-    @property
-    def cells(self) -> int:
-        return self.grid * self.grid
-
     def keep_probs(self, images: Sequence[ImageAccess]) -> torch.Tensor:
         """Bounded keep probabilities ``p'`` of every cell, ``(B, cells)``, live."""
         views = [to_module(image.view(self.policy_scale), self) for image in images]

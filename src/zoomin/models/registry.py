@@ -136,7 +136,7 @@ class RACNNParams(ModelParams):
 
     scale: float = _scale(1.0, "scale of the view of the whole image that scale 1 classifies")
     crop_size: int = param(
-        224, minimum=32, doc="side (px) of the input of scales 2 and 3 (at least 32: a 2x2 map after the CNN's stride 16)"
+        224, minimum=32, doc="side (px) of the input of scales 2 and 3 (>= 32: a 2x2 map after the stride of 16)"
     )
     width: int = param(32, minimum=1, doc="channels of each scale's CNN (an 8-layer ResNet; the reference: VGG-19)")
     min_side: float = param(
