@@ -21,6 +21,8 @@ SMALL = {
     "ats": {"scale": 0.25, "patch": 5, "n": 4},
     "cnn": {"scale": 0.5},
     "efficientnet_b0": {"scale": 0.5},
+    "patchdrop": {"grid": 4, "policy_scale": 0.25, "width": 8, "policy_start": 0},
+    "racnn": {"scale": 0.5, "crop_size": 32, "width": 8},
 }
 ATTENTION_MODELS = ("zoomin", "ats")
 
@@ -76,11 +78,13 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (3, 3)
     assert out.entropy.shape == (3,)
-    assert len(out.attention) == (3 if model_type in ATTENTION_MODELS else 0)
+    has_attention = MODEL_TYPES[model_type].attention != "none"
+    assert len(out.attention) == (3 if has_attention else 0)
     assert torch.isfinite(out.logits).all()
-    out.logits.sum().backward()
+    own_terms = model.auxiliary_loss(out, torch.tensor([0, 1, 2]))  # e.g. PatchDrop's policy is trained only by it
+    (out.logits.sum() + (0 if own_terms is None else own_terms)).backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    if model_type not in ATTENTION_MODELS:
+    if not has_attention:
         assert torch.equal(out.entropy, torch.zeros(3))
         assert out.attention == []
         assert model.contrastive_logits(images, torch.Generator()) is None

@@ -112,6 +112,44 @@ class ViewCNNParams(ModelParams):
 
 
 @dataclass(frozen=True)
+class PatchDropParams(ModelParams):
+    """PatchDrop (Uzkent & Ermon 2020; docs/methods.md): a policy keeps or drops the cells of a grid."""
+
+    grid: int = param(4, minimum=1, doc="the image is split into grid x grid cells (the reference's 4x4)")
+    policy_scale: float = _scale(0.125, "scale of the low-resolution view the policy network sees")
+    classifier_scale: float = _scale(1.0, "scale at which the classifier sees the kept cells (1: full resolution)")
+    width: int = param(32, minimum=1, doc="channels of the classifier (the colon CNN's 8-layer ResNet)")
+    alpha: float = param(0.8, exclusive_minimum=0.5, maximum=1.0, doc="bound p' = alpha p + (1 - alpha)(1 - p)")
+    penalty: float = param(-10.0, maximum=0.0, doc="reward of a wrong prediction (a right one: 1 - (kept/cells)^2)")
+    policy_start: int = param(100, minimum=0, doc="training steps before the policy loss is switched on")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.policy_scale,)
+
+    def region_scales(self) -> tuple[float, ...]:
+        return (self.classifier_scale,)
+
+
+@dataclass(frozen=True)
+class RACNNParams(ModelParams):
+    """RA-CNN (Fu et al. 2017; docs/methods.md): three scales, each zooming into a square of the last."""
+
+    scale: float = _scale(1.0, "scale of the view of the whole image that scale 1 classifies")
+    crop_size: int = param(
+        224, minimum=32, doc="side (px) of the input of scales 2 and 3 (>= 32: a 2x2 map after the stride of 16)"
+    )
+    width: int = param(32, minimum=1, doc="channels of each scale's CNN (an 8-layer ResNet; the reference: VGG-19)")
+    min_side: float = param(
+        1 / 3, exclusive_minimum=0.0, maximum=1.0, doc="smallest side of an attended square, fraction of its parent's"
+    )
+    margin: float = param(0.05, minimum=0.0, doc="margin of the inter-scale ranking loss")
+    rank_weight: float = param(1.0, minimum=0.0, doc="weight of the ranking loss")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+
+@dataclass(frozen=True)
 class ModelType:
     """One model type: see the module docstring."""
 
@@ -140,6 +178,11 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("ats", ATSParams, "zoomin.models.ats:ATSNet", attention="one-stage", label="attention sampling"),
         ModelType("cnn", ViewCNNParams, "zoomin.models.cnn:small_resnet", label="8-layer ResNet"),
         ModelType("efficientnet_b0", ViewCNNParams, "zoomin.models.cnn:efficientnet", label="EfficientNet-B0"),
+        ModelType(
+            "patchdrop", PatchDropParams, "zoomin.models.patchdrop:PatchDropNet",
+            attention="one-stage", label="PatchDrop",
+        ),
+        ModelType("racnn", RACNNParams, "zoomin.models.racnn:RACNN", attention="two-stage", label="RA-CNN"),
     )
 }
 
