@@ -382,6 +382,11 @@ class ViewCache:
         self.position(image_id)
         return self._file()[f"views/{image_id}/{scale_key(scale)}"][()]
 
+    def view_rows(self, image_id: str, scale: float, top: int, stop: int) -> np.ndarray:
+        """Rows ``[top, stop)`` of the cached view (only those chunks are read)."""
+        self.position(image_id)
+        return self._file()[f"views/{image_id}/{scale_key(scale)}"][top:stop]
+
     def mask_view(self, image_id: str, scale: float) -> np.ndarray | None:
         """uint8 HxW mask view (fraction of object pixels x 255), or None if the image has no mask."""
         self.position(image_id)
@@ -462,6 +467,11 @@ class CachedImage:
             return to_chw_float(self._cache.view_array(self.image_id, scale))
         log.debug("scale %s of %s not cached: computing it from the image", scale, self.image_id)
         return self._decoded().view(scale)
+
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        if scale_key(scale) in {scale_key(s) for s in self._cache.scales}:
+            return to_chw_float(self._cache.view_rows(self.image_id, scale, top, stop))
+        return self._decoded().view_rows(scale, top, stop)
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
         return self._decoded().region_view(top, left, size, scale)
