@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zoomin.atomic import atomic_path
-from zoomin.data.constructed import ConstructedDataset, ImageRecord, read_constructed
+from zoomin.data.constructed import DATASET_JSON, ConstructedDataset, ImageRecord, read_constructed
 from zoomin.errors import ConfigError, InputFileError
 from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scale_key, scaled_length, to_chw_float
 
@@ -363,6 +363,15 @@ class ViewCache:
 
     def __len__(self) -> int:
         return len(self.index.image_ids)
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 microns per pixel of the dataset (its constructed ``dataset.json``), if known."""
+        try:
+            value = json.loads((self.constructed / DATASET_JSON).read_text(encoding="utf-8")).get("mpp")
+            return None if value is None else float(value)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
 
     @property
     def has_masks(self) -> bool:
