@@ -287,7 +287,7 @@ def test_a_wrong_model_file_is_refused_naming_it(tmp_path, inputs, capsys, case)
     status, err = cli(capsys, model, inputs / "a.png", "--out", out, "--device", "cpu")
     assert status == 1
     assert str(model) in err and err.count("\n") == 1
-    expected = {"text file": "not a readable PyTorch checkpoint", "training checkpoint": "training checkpoint",
+    expected = {"text file": "not a readable PyTorch checkpoint", "training checkpoint": "is not a zoomin model file but a training checkpoint",
                 "unknown model type": "vision_transformer", "missing": "does not exist"}[case]
     assert expected in err
     assert not out.exists() and siblings(out) == (["model.pt"] if case != "missing" else [])

@@ -142,7 +142,7 @@ def load_trained_model(path: Path, device: torch.device) -> tuple[torch.nn.Modul
 
     payload = read_torch_file(path)
     if isinstance(payload, dict) and "identity" in payload and "model" in payload:
-        raise InputFileError(path, "is a training checkpoint, not a trained model: use the run's model.pt")
+        raise InputFileError(path, "is not a zoomin model file but a training checkpoint: use the run's model.pt")
     if not isinstance(payload, dict) or "state_dict" not in payload or "metadata" not in payload:
         raise InputFileError(path, "is not a zoomin model file (no state_dict/metadata)")
     meta = payload["metadata"]

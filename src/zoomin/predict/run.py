@@ -38,6 +38,7 @@ from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_trained_model
 from zoomin.device import choose_device
 from zoomin.errors import OutputFileError
+from zoomin.host_memory import release_freed_tensors
 from zoomin.inference import image_output
 from zoomin.models.registry import model_type
 from zoomin.predict.annotations import asap_xml, geojson_collection
@@ -70,6 +71,7 @@ def predict(
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputFileError(out_dir, "exists and is not a folder")
     torch_device = choose_device(device)
+    release_freed_tensors()  # RSS stays near what the tensors use (zoomin.host_memory)
     model, meta = load_trained_model(Path(model_path), torch_device)
     items = resolve_inputs(inputs)
     params = model_type(meta["model_type"]).make_params(meta["model_params"])
@@ -175,7 +177,9 @@ def _publish(staging: Path, out_dir: Path) -> None:
     else file by file with ``predictions.csv`` last."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; outputs get the usual permissions
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp and mkstemp make them private; outputs get the usual permissions
+    for path in staging.iterdir():
+        os.chmod(path, 0o666 & ~umask)
     if not out_dir.exists():
         os.replace(staging, out_dir)
         return
