@@ -10,20 +10,21 @@ child process so that each peak RSS is its own:
    sub-tile 256, s1 1/64, s2 1/16, N 100, LeNet; random weights: the cost does not depend on them,
    only which tiles are drawn, and flat attention draws the most distinct tiles) on a
    ``SlideImage`` over that cache, called as ``zoomin predict`` and the evaluation call it: eval
-   mode, no autograd, a CPU generator. Run twice per side, in two processes: with glibc's mmap
-   threshold fixed as ``zoomin predict`` fixes it (``zoomin.host_memory``; ``released``) and with
-   glibc's default (``default``). Reported: wall and CPU time of the first (cold) and of a
-   second inference, the load average (the machine may be shared); RSS after the imports and peak
-   RSS after the inference (``VmRSS``/``VmHWM``); the level-0 pixels read as a fraction of level
-   0; the peak tensor memory and its parts as the evaluation measures them (``zoomin.measure``:
-   parameters + forward peak, dispatch tracker); then the same inference with the chunks switched
-   off (``chunk_pixels`` so large that the stage-1 view, the stage-2 views and the N sub-tiles
-   each go through their net at once) for its time and peak tensor memory -- what the chunks cost
-   and save.
+   mode, no autograd, a CPU generator, glibc's malloc as it comes (``default``; with
+   ``--allocators default fixed-threshold`` also in a second process whose malloc serves every
+   block above 128 KiB by ``mmap``, see ``zoomin.host_memory``). Reported: wall and CPU time of
+   the first (cold) and of a second inference, and the load average (the machine may be shared);
+   RSS after the imports and peak RSS after the inference (``VmRSS``/``VmHWM``); the level-0
+   pixels read as a fraction of level 0; the peak tensor memory and its parts as the evaluation
+   measures them (``zoomin.measure``: parameters + forward peak, dispatch tracker); then the same
+   inference with the chunks switched off (``chunk_pixels`` so large that the stage-1 view, the
+   stage-2 views and the N sub-tiles each go through their net at once) for its time and peak
+   tensor memory: what the chunks cost and save.
 
 Usage::
 
     python benchmarks/gigapixel.py [--sizes 16000 50000 100000] [--workdir /tmp/zoomin-giga] [--keep]
+        [--threads N] [--allocators default fixed-threshold] [--out JSON]
 
 Each slide is deleted once measured unless ``--keep`` (an existing one is reused). The JPEG slide
 of 100,000² takes about 0.6 GB; the script checks the free space first and skips sizes that do not
@@ -33,6 +34,8 @@ fit. Prints one JSON report; ``--out`` also writes it to a file.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import json
 import os
 import platform
@@ -48,7 +51,7 @@ import slide_cache as slide_bench  # noqa: E402  (benchmarks/slide_cache.py: wri
 
 REPO = Path(__file__).resolve().parents[1]
 BYTES_PER_PIXEL = 0.06  # on-disk size of the synthetic JPEG pyramid per level-0 pixel (measured: 0.054)
-ALLOCATORS = ("released", "default")  # zoomin.host_memory.release_freed_tensors called or not
+ALLOCATORS = ("default", "fixed-threshold")  # glibc malloc as it comes, or with mallopt (fix_mmap_threshold)
 TARGETS = {"wall_s": 5.0, "rss_above_imports_mb": 200.0, "level0_fraction": 0.01, "tensor_peak_mb": 71.76}
 
 
@@ -70,20 +73,28 @@ def camelyon16_model(seed: int = 0):
     return spec.build(2).eval(), spec.params.to_dict()
 
 
+def fix_mmap_threshold(threshold: int = 128 * 1024) -> bool:
+    """glibc ``mallopt(M_MMAP_THRESHOLD, 128 KiB)``: every larger block is mmapped and unmapped
+    when freed, so the heap keeps none (zoomin.host_memory says why zoomin does not do this)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    return bool(libc.mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD in glibc's malloc.h
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def phase_infer(slide: Path, cache: Path, seed: int, allocator: str) -> dict:
+def phase_infer(slide: Path, cache: Path, seed: int, allocator: str, threads: int | None) -> dict:
     import torch
 
     from zoomin.data.slide_access import SlideImage
-    from zoomin.host_memory import release_freed_tensors
     from zoomin.measure import MB, measure_peak_memory, module_bytes
 
-    if allocator == "released":
-        release_freed_tensors()  # as zoomin predict does
+    if threads:
+        torch.set_num_threads(threads)
+    if allocator == "fixed-threshold":
+        fix_mmap_threshold()
     model, params = camelyon16_model()
     rss_imports, peak_imports = current_rss_mb(), slide_bench.peak_rss_mb()
     image = SlideImage(slide, cache)
@@ -154,7 +165,9 @@ def _child(args: list[str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_size(size: int, workdir: Path, seed: int, keep: bool) -> dict:
+def measure_size(
+    size: int, workdir: Path, seed: int, keep: bool, threads: int | None, allocators: list[str]
+) -> dict:
     slide = workdir / f"synthetic_{size}.tif"
     cache = workdir / f"synthetic_{size}.h5"
     report: dict = {"size": size}
@@ -167,9 +180,9 @@ def measure_size(size: int, workdir: Path, seed: int, keep: bool) -> dict:
         if not slide.exists():
             report["write"] = slide_bench.write_slide(slide, size)
         model_scale = str(1 / 64)
-        common = ["--workdir", str(workdir), "--size", str(size)]
+        common = ["--workdir", str(workdir), "--size", str(size)] + (["--threads", str(threads)] if threads else [])
         report["build"] = _child([*common, "--phase", "build", "--scale", model_scale])
-        for allocator in ALLOCATORS:
+        for allocator in allocators:
             report[f"infer_{allocator}"] = _child(
                 [*common, "--phase", "infer", "--seed", str(seed), "--allocator", allocator]
             )
@@ -186,11 +199,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/zoomin-giga"))
     parser.add_argument("--seed", type=int, default=0, help="seed of the draws")
     parser.add_argument("--keep", action="store_true", help="keep the synthetic slides and caches")
+    parser.add_argument("--threads", type=int, help="torch threads of the inference (default: torch's)")
     parser.add_argument("--out", type=Path, help="also write the JSON report here")
     parser.add_argument("--phase", choices=["all", "build", "infer"], default="all", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scale", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--allocator", choices=ALLOCATORS, default="released", help=argparse.SUPPRESS)
+    parser.add_argument("--allocators", nargs="+", choices=ALLOCATORS, default=["default"], help="malloc settings")
+    parser.add_argument("--allocator", choices=ALLOCATORS, default="default", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.phase != "all":
         slide = args.workdir / f"synthetic_{args.size}.tif"
@@ -198,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.phase == "build":
             print(json.dumps(slide_bench.phase_build(slide, cache, [args.scale], 4096)))
         else:
-            print(json.dumps(phase_infer(slide, cache, args.seed, args.allocator)))
+            print(json.dumps(phase_infer(slide, cache, args.seed, args.allocator, args.threads)))
         return
     args.workdir.mkdir(parents=True, exist_ok=True)
     import torch
@@ -209,7 +224,9 @@ def main(argv: list[str] | None = None) -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "targets": TARGETS,
-        "sizes": [measure_size(size, args.workdir, args.seed, args.keep) for size in args.sizes],
+        "sizes": [
+            measure_size(size, args.workdir, args.seed, args.keep, args.threads, args.allocators) for size in args.sizes
+        ],
     }
     text = json.dumps(report, indent=2)
     if args.out is not None:

@@ -348,3 +348,45 @@ def test_a_model_reading_whole_slides_too_large_or_other_channels_is_refused(tmp
     with pytest.raises(InputFileError, match=r"a.png: has 3 channels but the zoomin model reads 4"):
         predict(save_model(tmp_path / "z.pt", "zoomin"), [inputs / "a.png"], tmp_path / "out", device="cpu")
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------------------- the config block
+@pytest.mark.parametrize(
+    ("block", "key"),
+    [
+        ({"datasets": {"nowhere": {"inputs": ["x.png"]}}}, "predict.datasets.nowhere"),
+        ({"datasets": {"colon": {"inputs": ["x.png"], "methods": ["cnn_lowres"]}}}, "predict.datasets.colon.methods"),
+        ({"datasets": {"colon": {"inputs": ["x.png"], "runs": ["s0"]}}}, "predict.datasets.colon.runs"),
+        ({"datasets": {"colon": {"inputs": []}}}, "predict.datasets.colon.inputs"),
+        ({"datasets": {"colon": {}}}, "predict.datasets.colon"),
+        ({"sampling": "best"}, "predict.sampling"),
+        ({"thumbnail": 10}, "predict.thumbnail"),
+        ({"colour": "red"}, "predict"),
+    ],
+)
+def test_bad_predict_blocks_are_refused_naming_the_key(block, key):
+    import yaml
+
+    from zoomin.config import prepare
+    from zoomin.errors import ConfigError
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["predict"] = block
+    with pytest.raises(ConfigError) as info:
+        prepare(config)
+    assert f"'{key}'" in str(info.value)
+
+
+def test_predict_block_defaults_to_every_method_and_the_first_run():
+    import yaml
+
+    from zoomin.config import prepare
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["predict"] = {"seed": 5, "datasets": {"colon": {"inputs": ["a.png", "folder"]}}}
+    experiment = prepare(config)
+    assert experiment.predict == PredictSettings(seed=5)
+    assert [(t.dataset, t.method, t.run, t.inputs) for t in experiment.predictions] == [
+        ("colon", "ats", "r0f0", ("a.png", "folder")),
+        ("colon", "zoomin_lenet", "r0f0", ("a.png", "folder")),
+    ]

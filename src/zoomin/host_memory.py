@@ -1,37 +1,29 @@
-"""Keeping a long inference's host memory (RSS) at what it uses, not at what it once used.
+"""Handing memory that freed tensors leave in the C heap back to the system between images.
 
-glibc's malloc serves a large request with its own ``mmap`` (returned to the system when freed)
-only above a threshold that it raises, by default, to the size of every such block freed. After
-the first few freed tensors of a few MB, later ones come from the heap, whose freed memory stays
-with the process: one Zoom-In inference on a slide (hundreds of short-lived tensors of 1-10 MB)
-then holds 150-250 MB more RSS than its tensors ever need at once (benchmarks/README.md).
-:func:`release_freed_tensors` fixes the threshold at glibc's initial 128 KiB, so every tensor of
-the inference goes back to the system when freed; it costs page faults (fresh pages for each new
-tensor), which the benchmark measures. ``zoomin predict`` calls it; nothing else does.
+glibc's malloc serves a large request with its own ``mmap`` (unmapped when freed) only above a
+threshold that it raises, by default, to the size of every such block freed; after the first few
+freed tensors of a few MB, later ones come from the heap, and what they leave there when freed
+stays with the process. Within one Zoom-In inference on a slide that costs 80-180 MB of RSS above
+what its tensors need at once (benchmarks/README.md), and it adds up when one process predicts
+many slides. :func:`trim_freed_memory` (glibc's ``malloc_trim``) returns it; ``zoomin predict``
+calls it after each input. Fixing the threshold instead (``mallopt``) would bound the peak within
+an inference too, but every new tensor then costs fresh pages: 45-75 % more CPU time per
+inference, measured by ``benchmarks/gigapixel.py --allocators fixed-threshold``.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
 import sys
 
-log = logging.getLogger(__name__)
 
-M_MMAP_THRESHOLD = -3  # mallopt parameter (glibc's malloc.h)
-MMAP_THRESHOLD_BYTES = 128 * 1024  # glibc's initial value
-
-
-def release_freed_tensors() -> bool:
-    """Fix glibc's mmap threshold (module docstring); ``False`` where there is no glibc (no-op)."""
+def trim_freed_memory() -> bool:
+    """``malloc_trim(0)``: free heap pages go back to the system; ``False`` where there is no glibc."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        done = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):  # musl and other C libraries have no malloc_trim
         return False
-    log.debug("glibc mmap threshold fixed at %d bytes: %s", MMAP_THRESHOLD_BYTES, done)
-    return done

@@ -38,7 +38,7 @@ from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_trained_model
 from zoomin.device import choose_device
 from zoomin.errors import OutputFileError
-from zoomin.host_memory import release_freed_tensors
+from zoomin.host_memory import trim_freed_memory
 from zoomin.inference import image_output
 from zoomin.models.registry import model_type
 from zoomin.predict.annotations import asap_xml, geojson_collection
@@ -71,7 +71,6 @@ def predict(
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputFileError(out_dir, "exists and is not a folder")
     torch_device = choose_device(device)
-    release_freed_tensors()  # RSS stays near what the tensors use (zoomin.host_memory)
     model, meta = load_trained_model(Path(model_path), torch_device)
     items = resolve_inputs(inputs)
     params = model_type(meta["model_type"]).make_params(meta["model_params"])
@@ -93,6 +92,7 @@ def predict(
                 with open_input(item, cache_scales, tile, caches) as image:
                     check_input(model, meta, view_scales, item, image, settings.ignore_mpp)
                     rows.append(_predict_one(model, meta, item, image, staging, torch_device, seed, sampling, settings))
+                trim_freed_memory()  # what this input's tensors left in the heap (zoomin.host_memory)
         _write_csv(staging / CSV_NAME, rows, meta["classes"])
         _publish(staging, out_dir)
     finally:
