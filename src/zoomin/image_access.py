@@ -154,18 +154,21 @@ class InMemoryImage:
         """The full-resolution uint8 array (for plotting and baselines that need the whole image)."""
         return self._pixels
 
-    def view(self, scale: float) -> torch.Tensor:
+    def view_array(self, scale: float) -> np.ndarray:
+        """The view at ``scale`` as HxWx3 uint8 (computed once, then kept)."""
         key = float(scale)
         if key not in self._views:
             height, width = self.size
             self._views[key] = resize_uint8(
                 self._pixels, scaled_length(height, scale), scaled_length(width, scale)
             )
-        return to_chw_float(self._views[key])
+        return self._views[key]
+
+    def view(self, scale: float) -> torch.Tensor:
+        return to_chw_float(self.view_array(scale))
 
     def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
-        self.view(scale)  # computes and keeps the view (the pixels are in memory anyway)
-        return to_chw_float(self._views[float(scale)][top:stop])
+        return to_chw_float(self.view_array(scale)[top:stop])
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
         region = crop_padded(self._pixels, top, left, size, size)
