@@ -21,7 +21,7 @@ Training keeps the whole-batch computation: its autograd graph keeps every activ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 import torch
@@ -112,10 +112,3 @@ def chunks(items: Sequence[T], pixels_each: int, budget: int = CHUNK_PIXELS) -> 
     """``items`` in consecutive runs of at most ``budget // pixels_each`` (at least one)."""
     size = max(1, budget // max(1, pixels_each))
     return [items[start : start + size] for start in range(0, len(items), size)]
-
-
-def run_in_chunks(fn: Callable[[Sequence[T]], torch.Tensor], items: Sequence[T], size: int) -> torch.Tensor:
-    """``fn(items)`` computed on runs of ``size`` items and concatenated along dimension 0."""
-    if size >= len(items):
-        return fn(items)
-    return torch.cat([fn(items[start : start + size]) for start in range(0, len(items), size)])
