@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -72,3 +73,19 @@ def test_editing_plot_and_table_code_reruns_only_figure_and_table_jobs(finished_
             code.write_text(original)
         assert expected <= planned, output
         assert not {"train", "evaluate", "build_views", "construct_dataset"} & planned, output
+
+
+def test_predict_rule_gives_the_evaluation_probabilities(finished_run):
+    """The tiny config's `predict` block: every colon image, with the first run of two methods."""
+    for method in ("zoomin_lenet", "ats"):
+        folder = finished_run / "results" / "predictions" / "colon" / method / "r0f0"
+        rows = pd.read_csv(folder / "predictions.csv")
+        assert len(rows) == 12 and (rows.sampling == "sample").all()
+        for column in ("heatmap", "geojson", "asap"):
+            assert all((folder / name).stat().st_size > 100 for name in rows[column])
+        metrics = json.loads((finished_run / "results" / "colon" / method / "r0f0" / "metrics.json").read_text())
+        by_id = rows.set_index("image_id")
+        columns = [c for c in rows.columns if c.startswith("p_")]
+        assert metrics["image_ids"]
+        for image_id, expected in zip(metrics["image_ids"], metrics["probabilities"]):
+            assert by_id.loc[image_id, columns].tolist() == pytest.approx(expected, abs=1e-7)

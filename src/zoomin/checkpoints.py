@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from zoomin.atomic import atomic_path
-from zoomin.errors import InputFileError
+from zoomin.errors import ConfigError, InputFileError
 
 RESTART_KEYS = ("model_params", "training", "data")  # identity parts that a config or data change alters
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "shuffle_rng", "sample_rng", "torch_rng", "state")
@@ -130,7 +130,10 @@ def read_torch_file(path: Path) -> Any:
     except FileNotFoundError as error:
         raise InputFileError(path, "does not exist") from error
     except Exception as error:  # pickle, zip and unpickler errors all mean the same to a user
-        raise InputFileError(path, f"is not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from error
+        first_line = (str(error).strip().splitlines() or [""])[0]  # torch appends paragraphs of advice
+        raise InputFileError(
+            path, f"is not a readable PyTorch checkpoint ({type(error).__name__}: {first_line})"
+        ) from error
 
 
 def load_trained_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -138,10 +141,18 @@ def load_trained_model(path: Path, device: torch.device) -> tuple[torch.nn.Modul
     from zoomin.models import build_model
 
     payload = read_torch_file(path)
+    if isinstance(payload, dict) and "identity" in payload and "model" in payload:
+        raise InputFileError(path, "is not a zoomin model file but a training checkpoint: use the run's model.pt")
     if not isinstance(payload, dict) or "state_dict" not in payload or "metadata" not in payload:
         raise InputFileError(path, "is not a zoomin model file (no state_dict/metadata)")
     meta = payload["metadata"]
-    model = build_model(meta["model_type"], len(meta["classes"]), **meta["model_params"])
+    missing = [key for key in ("model_type", "model_params", "classes") if key not in meta]
+    if missing:
+        raise InputFileError(path, f"is not a zoomin model file (its metadata has no {', '.join(missing)})")
+    try:
+        model = build_model(meta["model_type"], len(meta["classes"]), **meta["model_params"])
+    except ConfigError as error:
+        raise InputFileError(path, f"cannot be rebuilt by this zoomin: {error}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as error:

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = [
     "zoomin.commands.slide_cache",
     "zoomin.commands.train",
     "zoomin.commands.evaluate",
+    "zoomin.commands.predict",
 ]
 
 

@@ -1,6 +1,8 @@
 """Evaluating one trained run: test accuracy, then per-image inference cost (batch 1).
 
-Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N);
+Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N),
+each test image scored alone with its own generator (:func:`zoomin.inference.image_probabilities`,
+what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities.
 FLOPs, peak memory and time are measured with the same sampling by
 :func:`zoomin.measure.measure_inference` on the first test image. The seed and device are
 recorded with the numbers.
@@ -20,7 +22,7 @@ from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_trained_model
 from zoomin.data.splits import load_run_data
 from zoomin.device import choose_device
-from zoomin.inference import predict
+from zoomin.inference import image_probabilities
 from zoomin.measure import measure_inference
 from zoomin.spec import RunSpec
 
@@ -33,7 +35,9 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     sampling = spec.training.sampling_at_test
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
-    predictions = predict(model, data.test, device, spec.seed, sampling)
+    test_images = (data.test.image(i) for i in range(len(data.test)))
+    probabilities = image_probabilities(model, test_images, device, spec.seed, sampling)
+    predictions = probabilities.argmax(1).tolist()
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))
     accuracy = 100.0 * correct / len(labels)
@@ -52,6 +56,8 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "n_test": len(labels),
         "predictions": predictions,
         "labels": labels,
+        "image_ids": list(data.test.image_ids),
+        "probabilities": probabilities.tolist(),
         "sampling": sampling,
         "gflops": cost["gflops"],
         "peak_memory_mb": cost["peak_memory_mb"],

@@ -9,7 +9,12 @@ Models never build the full-resolution image themselves. They ask an :class:`Ima
   full-resolution ``(y, x)`` coordinates, zero-padded at the borders.
 
 All three return float32 tensors in [0, 1], channels first, on the CPU; the model moves them to
-its device. :class:`InMemoryImage` keeps the pixels as a NumPy ``uint8`` array (outside torch), so a
+its device. Inference that streams a view (:mod:`zoomin.models.streaming`) asks for it band by band
+through :func:`view_rows`, which uses an image's own ``view_rows(scale, top, stop)`` when it has one
+(the slide and HDF5-backed images read just those rows from their caches) and otherwise slices
+``view(scale)``; the view's shape is known without reading it (:func:`view_shape`).
+
+:class:`InMemoryImage` keeps the pixels as a NumPy ``uint8`` array (outside torch), so a
 model that reads it never allocates a full-resolution tensor. :class:`DeviceTensorImage` keeps the
 full image as a torch tensor on the model's device: that is how the published ATS code works, and
 the memory benchmark uses it to measure ATS "as published". Slide-backed access (OpenSlide + HDF5)
@@ -51,6 +56,20 @@ class ImageAccess(Protocol):
 def scaled_length(length: int, scale: float) -> int:
     """Side of a view of ``length`` full-resolution pixels at ``scale`` (at least 1 pixel)."""
     return max(1, int(round(length * scale)))
+
+
+def view_shape(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """``(height, width)`` of the view at ``scale`` of an image of ``size`` (every ImageAccess agrees)."""
+    return scaled_length(size[0], scale), scaled_length(size[1], scale)
+
+
+def view_rows(image: ImageAccess, scale: float, top: int, stop: int) -> torch.Tensor:
+    """Rows ``[top, stop)`` of ``image.view(scale)`` (CxHxW float32), without the rest of the view
+    when the image can read a band of rows (``view_rows``); ``stop`` is clipped to the view."""
+    reader = getattr(image, "view_rows", None)
+    if reader is not None:
+        return reader(scale, top, stop)
+    return image.view(scale)[:, top:stop]
 
 
 def scale_key(scale: float) -> str:
@@ -135,14 +154,21 @@ class InMemoryImage:
         """The full-resolution uint8 array (for plotting and baselines that need the whole image)."""
         return self._pixels
 
-    def view(self, scale: float) -> torch.Tensor:
+    def view_array(self, scale: float) -> np.ndarray:
+        """The view at ``scale`` as HxWx3 uint8 (computed once, then kept)."""
         key = float(scale)
         if key not in self._views:
             height, width = self.size
             self._views[key] = resize_uint8(
                 self._pixels, scaled_length(height, scale), scaled_length(width, scale)
             )
-        return to_chw_float(self._views[key])
+        return self._views[key]
+
+    def view(self, scale: float) -> torch.Tensor:
+        return to_chw_float(self.view_array(scale))
+
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        return to_chw_float(self.view_array(scale)[top:stop])
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
         region = crop_padded(self._pixels, top, left, size, size)

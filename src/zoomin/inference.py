@@ -1,19 +1,53 @@
-"""Running a trained model over a subset: predicted classes and accuracy.
+"""Running a trained model over images: class probabilities, predicted classes and accuracy.
 
-Used by training (validation accuracy each epoch), evaluation (test accuracy) and figures. The
-Monte Carlo draws come from a generator on the model's device seeded by the run's seed plus
-:data:`zoomin.runs.EVALUATION_DRAWS`, so evaluation is repeatable.
+The Monte Carlo draws come from a generator on the model's device seeded by the run's seed plus
+:data:`zoomin.runs.EVALUATION_DRAWS`, so every result is repeatable. Two ways of spending it:
+
+* :func:`image_output` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
+  generator. An image's probabilities then depend only on the model, the image, the seed and the
+  sampling mode, not on which images were scored with it: this is what the test evaluation
+  (:mod:`zoomin.evaluation`) and ``zoomin predict`` use, so both give the same probabilities for
+  the same image and seed.
+* :func:`predict_logits` / :func:`accuracy` -- batches of :data:`BATCH_SIZE` sharing one generator
+  (faster): the validation accuracy of each training epoch, which only ranks epochs.
+
+Both run the model in eval mode without autograd, which is the bounded-memory (streamed) path of
+models that have one (:mod:`zoomin.models.streaming`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
+from zoomin.image_access import ImageAccess
+from zoomin.models.output import ModelOutput
 from zoomin.runs import EVALUATION_DRAWS
 
 BATCH_SIZE = 8  # images per forward pass at inference (memory is measured separately, at batch 1)
+
+
+@torch.no_grad()
+def image_output(
+    model: torch.nn.Module, image: ImageAccess, device: torch.device, seed: int, sampling: str
+) -> ModelOutput:
+    """The model's output for one image, its draws from a generator seeded ``seed + EVALUATION_DRAWS``."""
+    model.eval()
+    generator = torch.Generator(device=device).manual_seed(seed + EVALUATION_DRAWS)
+    return model([image], generator=generator, sampling=sampling)
+
+
+def image_probabilities(
+    model: torch.nn.Module, images: Iterable[ImageAccess], device: torch.device, seed: int, sampling: str
+) -> torch.Tensor:
+    """Class probabilities ``(n, classes)`` on the CPU, each image scored alone (:func:`image_output`)."""
+    rows = [
+        torch.softmax(image_output(model, image, device, seed, sampling).logits.float(), dim=1).cpu()
+        for image in images
+    ]
+    return torch.cat(rows) if rows else torch.zeros((0, 0))
 
 
 @torch.no_grad()

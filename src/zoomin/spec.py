@@ -100,6 +100,29 @@ class TrainResources(Params):
 
 
 @dataclass(frozen=True)
+class PredictSettings(Params):
+    """How ``zoomin predict`` (and the workflow's ``predict`` rule) applies a trained model."""
+
+    sampling: str | None = param(
+        None, choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk; null: the run's sampling_at_test"
+    )
+    seed: int | None = param(None, minimum=0, doc="seed of the draws; null: the run's seed (as its evaluation)")
+    asap: bool = param(False, doc="also write ASAP XML annotations")
+    thumbnail: int = param(1024, minimum=64, doc="longer side of the heatmap's thumbnail, px")
+    ignore_mpp: bool = param(False, doc="predict on slides whose pixel size differs from the model's")
+
+
+@dataclass(frozen=True)
+class PredictionTarget:
+    """One ``predict`` job: a trained run applied to the images, slides or folders ``inputs``."""
+
+    dataset: str
+    method: str
+    run: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A model type and its checked parameters."""
 
@@ -199,6 +222,8 @@ class Experiment:
     methods: dict[str, MethodSpec]
     datasets: dict[str, DatasetSpec]
     attention_method: str | None
+    predict: PredictSettings = field(default_factory=PredictSettings)
+    predictions: tuple[PredictionTarget, ...] = ()
 
     # ------------------------------------------------------------------ per (dataset, method)
     def model(self, dataset: str, method: str) -> ModelSpec:
@@ -330,6 +355,7 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
     attention_method = figures.get("attention_method")
     if attention_method is not None and attention_method not in methods:
         raise ConfigError("figures.attention_method", f"unknown method '{attention_method}'")
+    predict = config.get("predict") or {}
     result = Experiment(
         seed=int(config["seed"]),
         settings=_record(RunSettings, {k: config[k] for k in ("device", "mixed_precision") if k in config}, ""),
@@ -339,9 +365,33 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         methods=methods,
         datasets=datasets,
         attention_method=attention_method,
+        predict=_record(PredictSettings, {k: v for k, v in predict.items() if k != "datasets"}, "predict"),
+        predictions=_prediction_targets(predict.get("datasets") or {}, datasets),
     )
     for name, ds in datasets.items():
         for method in ds.methods:
             result.model(name, method)
             result.training(name, method)
     return result
+
+
+def _prediction_targets(blocks: Mapping[str, Any], datasets: Mapping[str, DatasetSpec]) -> tuple[PredictionTarget, ...]:
+    """``predict.datasets``: per dataset, the inputs and which of its methods and runs predict them
+    (default: every method, the first run)."""
+    targets = []
+    for name, block in blocks.items():
+        key = f"predict.datasets.{name}"
+        if name not in datasets:
+            raise ConfigError(key, f"unknown dataset '{name}' (known: {', '.join(datasets)})")
+        ds = datasets[name]
+        methods = list(block.get("methods") or ds.methods)
+        runs = list(block.get("runs") or ds.runs[:1])
+        for method in methods:
+            if method not in ds.methods:
+                raise ConfigError(f"{key}.methods", f"'{method}' is not one of its methods {list(ds.methods)}")
+        for run in runs:
+            if run not in ds.runs:
+                raise ConfigError(f"{key}.runs", f"'{run}' is not one of its runs {list(ds.runs)}")
+        inputs = tuple(str(path) for path in block["inputs"])
+        targets.extend(PredictionTarget(name, method, run, inputs) for method in methods for run in runs)
+    return tuple(targets)

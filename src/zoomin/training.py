@@ -226,6 +226,8 @@ def write_outputs(trainer: Trainer, state: dict[str, Any], outputs: RunOutputs) 
         "model_type": spec.model.type,
         "model_params": spec.model.params.to_dict(),
         "classes": trainer.data.classes,
+        "mpp": trainer.data.train.cache.mpp,  # level-0 pixel size it was trained at (zoomin predict checks it)
+        "sampling_at_test": spec.training.sampling_at_test,
         "seed": spec.seed,
         "run": spec.run,
         "best_epoch": state.get("best_epoch", state["epoch"]),

@@ -5,6 +5,7 @@
 # model type come from the model registry, facts about a data source from the source registry.
 import sys
 from importlib.util import find_spec
+from pathlib import Path
 
 import zoomin.config
 from zoomin.data.sources import download_options, get_source
@@ -26,6 +27,7 @@ RAW = "resources/{dataset}/raw"
 CONSTRUCTED = "resources/{dataset}/constructed"
 VIEWS = "results/{dataset}/views.h5"
 RUN = "results/{dataset}/{method}/{run}"
+PREDICTIONS = "results/predictions/{dataset}/{method}/{run}"
 
 
 def code_of(*modules):
@@ -98,3 +100,29 @@ def slide_caches(wildcards):
 def construct_inputs(wildcards):
     """The download marker for sources that download; nothing for generated or user-provided data."""
     return [f"{RAW}/.complete".format(dataset=wildcards.dataset)] if wildcards.dataset in DOWNLOADABLE else []
+
+
+def prediction_outputs():
+    """The prediction folders of every (dataset, method, run) the config's `predict` block names."""
+    return [PREDICTIONS.format(dataset=t.dataset, method=t.method, run=t.run) for t in EXP.predictions]
+
+
+def prediction_target(wildcards):
+    """The PredictionTarget of one predict job."""
+    for target in EXP.predictions:
+        if (target.dataset, target.method, target.run) == (wildcards.dataset, wildcards.method, wildcards.run):
+            return target
+    raise ValueError(f"no prediction of {wildcards.dataset}/{wildcards.method}/{wildcards.run} is configured")
+
+
+def prediction_inputs(wildcards):
+    """The files a predict job reads: the listed paths, except that a path inside a dataset's
+    constructed folder (made by the construct_dataset checkpoint) stands for that folder."""
+    inputs = []
+    for path in prediction_target(wildcards).inputs:
+        parts = Path(path).parts
+        owner = next((d for d in DATASETS if parts[:3] == Path(CONSTRUCTED.format(dataset=d)).parts), None)
+        needed = CONSTRUCTED.format(dataset=owner) if owner is not None else path
+        if needed not in inputs:
+            inputs.append(needed)
+    return inputs

@@ -5,6 +5,7 @@ A whole-slide image is never read whole at full resolution:
 * ``view(scale)`` comes from the slide cache (:mod:`zoomin.data.slide_cache`) when it holds that
   scale; otherwise it is rendered block by block from the best pyramid level (the coarsest level
   whose downsample is <= 1/scale), refusing to decode a level larger than ``max_read_pixels``.
+  ``view_rows(scale, top, stop)`` reads one band of its rows the same way (streamed inference).
 * ``region_view(top, left, size, scale)`` reads only that region, at the best level for ``scale``,
   and resizes it (box filter) to ``round(size * scale)`` pixels.
 * ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre.
@@ -36,7 +37,7 @@ from zoomin.data.slide_reader import (  # noqa: F401  (re-exported: the slide AP
     open_slide,
 )
 from zoomin.errors import InputFileError
-from zoomin.image_access import patch_corner, scale_key, scaled_length, to_chw_float
+from zoomin.image_access import patch_corner, scale_key, scaled_length, to_chw_float, view_shape
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,23 @@ class SlideImage:
 
     def view(self, scale: float) -> torch.Tensor:
         return to_chw_float(self.view_array(scale))
+
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        """Rows ``[top, stop)`` of ``view(scale)``: only those rows of the cache's chunked dataset,
+        or, without a cache, only that band rendered from the pyramid (as the cache builder does)."""
+        key = float(scale)
+        cache = self._h5()
+        if cache is not None and scale_key(key) in cache:
+            return to_chw_float(np.asarray(cache[scale_key(key)][top:stop]))
+        if key in self._views:
+            return to_chw_float(self._views[key][top:stop])
+        height, width = self.size
+        out_h, out_w = view_shape(self.size, key)
+        stop = min(stop, out_h)
+        if stop <= top:
+            return torch.zeros((3, 0, out_w))
+        per_y = height / out_h
+        return to_chw_float(self.reader.render(top * per_y, 0, (stop - top) * per_y, width, stop - top, out_w))
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
         side = scaled_length(size, scale)

@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from zoomin.atomic import atomic_path
-from zoomin.data.constructed import ConstructedDataset, ImageRecord, read_constructed
+from zoomin.data.constructed import DATASET_JSON, ConstructedDataset, ImageRecord, read_constructed
 from zoomin.errors import ConfigError, InputFileError
 from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scale_key, scaled_length, to_chw_float
 
@@ -365,6 +365,15 @@ class ViewCache:
         return len(self.index.image_ids)
 
     @property
+    def mpp(self) -> float | None:
+        """Level-0 microns per pixel of the dataset (its constructed ``dataset.json``), if known."""
+        try:
+            value = json.loads((self.constructed / DATASET_JSON).read_text(encoding="utf-8")).get("mpp")
+            return None if value is None else float(value)
+        except (OSError, ValueError, TypeError, AttributeError):
+            return None
+
+    @property
     def has_masks(self) -> bool:
         return "masks" in self._file()
 
@@ -381,6 +390,11 @@ class ViewCache:
         """The cached uint8 HxWx3 view (KeyError if that scale was not cached)."""
         self.position(image_id)
         return self._file()[f"views/{image_id}/{scale_key(scale)}"][()]
+
+    def view_rows(self, image_id: str, scale: float, top: int, stop: int) -> np.ndarray:
+        """Rows ``[top, stop)`` of the cached view (only those chunks are read)."""
+        self.position(image_id)
+        return self._file()[f"views/{image_id}/{scale_key(scale)}"][top:stop]
 
     def mask_view(self, image_id: str, scale: float) -> np.ndarray | None:
         """uint8 HxW mask view (fraction of object pixels x 255), or None if the image has no mask."""
@@ -462,6 +476,11 @@ class CachedImage:
             return to_chw_float(self._cache.view_array(self.image_id, scale))
         log.debug("scale %s of %s not cached: computing it from the image", scale, self.image_id)
         return self._decoded().view(scale)
+
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        if scale_key(scale) in {scale_key(s) for s in self._cache.scales}:
+            return to_chw_float(self._cache.view_rows(self.image_id, scale, top, stop))
+        return self._decoded().view_rows(scale, top, stop)
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
         return self._decoded().region_view(top, left, size, scale)

@@ -32,13 +32,13 @@ class LeNetFeatures(nn.Module):
     def __init__(self, normalise: bool = True) -> None:
         super().__init__()
         self.normalise = normalise
-        self.body = nn.Sequential(
+        self.body = nn.Sequential(  # ReLUs in place: the convolutions' outputs are not needed again
             Standardise(),
             nn.Conv2d(3, 36, 5, padding=2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2, ceil_mode=True),
             nn.Conv2d(36, 48, 5, padding=2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),
             nn.MaxPool2d(2, ceil_mode=True),
         )
 

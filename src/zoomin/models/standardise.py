@@ -21,4 +21,4 @@ class Standardise(nn.Module):
     """``(x - 0.5) / 0.25``: pixels in [0, 1] to about [-2, 2]; no parameters."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - PIXEL_CENTRE) / PIXEL_SCALE
+        return (x - PIXEL_CENTRE).div_(PIXEL_SCALE)  # one new tensor, not two

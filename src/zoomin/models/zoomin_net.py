@@ -19,6 +19,12 @@ by largest-remainder rounding of ``N * a`` (the expected counts, rounded; with f
 is simply the top-``N`` tiles), and each tile takes the top-``k_t`` positions of ``b_t``. The same
 estimator weights are used, so the representation is on the same scale as the sampled one.
 
+At inference (eval mode, no autograd) the same computation runs in bounded memory
+(:mod:`zoomin.models.streaming`): the stage-1 logits band by band from the image's view, the
+stage-2 views and the sub-tile features in chunks of ``chunk_pixels`` pixels; the Monte Carlo draws
+are taken in the same order from the same generator, so on the CPU the result is that of the
+whole-batch computation up to float rounding. Training (autograd on) keeps the whole-batch path.
+
 The contrastive branch (``contrastive_logits``) runs the same pipeline with ``a`` and ``b_t``
 replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
 
@@ -45,6 +51,7 @@ from zoomin.models.distributions import complement, entropy, largest_remainder_c
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
 from zoomin.models.registry import ZoomInParams
+from zoomin.models.streaming import CHUNK_PIXELS, banded_logits, chunks
 
 
 class ZoomInNet(AttentionSamplingClassifier):
@@ -69,6 +76,11 @@ class ZoomInNet(AttentionSamplingClassifier):
         self.subtile_attention = AttentionNet(params.attention_activation)
         self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
+        self.chunk_pixels = CHUNK_PIXELS  # inference only: pixels per band / chunk (module docstring)
+
+    def streams(self) -> bool:
+        """Whether a call computes in bounded memory (eval mode, autograd off: inference)."""
+        return not self.training and not torch.is_grad_enabled()
 
     # ----------------------------------------------------------------- public API
     def represent(
@@ -83,10 +95,9 @@ class ZoomInNet(AttentionSamplingClassifier):
         tile_probs = [torch.softmax(logits.reshape(-1), dim=0) for logits in self.tile_logits(images)]
         plans = [self._allocate(a, sampling, generator, contrast) for a in tile_probs]
         pairs = [(i, t) for i, (_, counts) in enumerate(plans) for t in counts.nonzero()[:, 0].tolist()]
-        log_b = self.subtile_log_probs(images, [t for _, t in pairs], [i for i, _ in pairs])
-        b = log_b.exp()
-        chosen = complement(b) if contrast else b
-        positions = self._positions(chosen, pairs, plans, sampling, generator)
+        b, chosen, positions, subtile_entropy = self._subtile_draws(
+            images, pairs, plans, sampling, generator, contrast
+        )
 
         centres = [self._centres(images[i], t, positions[m]) for m, (i, t) in enumerate(pairs)]
         feats = self._features_by_pair(images, pairs, centres)
@@ -105,7 +116,6 @@ class ZoomInNet(AttentionSamplingClassifier):
                 for i, (q, counts) in enumerate(plans)
             ]
         )
-        subtile_entropy = entropy(b)
         entropies = torch.stack(
             [entropy(a) + subtile_entropy[mine].mean() for a, mine in zip(tile_probs, by_image)]
         )
@@ -161,7 +171,15 @@ class ZoomInNet(AttentionSamplingClassifier):
         return math.ceil(height / self.tile), math.ceil(width / self.tile)
 
     def tile_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
-        """Stage 1: one ``(rows, cols)`` logit map per image, from the attention net over ``V1``."""
+        """Stage 1: one ``(rows, cols)`` logit map per image, from the attention net over ``V1``
+        (band by band at inference, :func:`zoomin.models.streaming.banded_logits`)."""
+        if self.streams():
+            return [
+                banded_logits(
+                    self.tile_attention, image, self.s1, self.grid(image), self.pool, self.chunk_pixels, self
+                )
+                for image in images
+            ]
         views = []
         for image in images:
             rows, cols = self.grid(image)
@@ -200,24 +218,45 @@ class ZoomInNet(AttentionSamplingClassifier):
             counts = draws.counts(draws.sample_with_replacement(q, self.n, generator), q.numel())
         return q, counts
 
-    def _positions(
+    def _subtile_draws(
         self,
-        probs: torch.Tensor,
+        images: Sequence[ImageAccess],
         pairs: list[tuple[int, int]],
         plans: list[tuple[torch.Tensor, torch.Tensor]],
         sampling: str,
         generator: torch.Generator | None,
-    ) -> list[torch.Tensor]:
-        """Distinct sub-tile positions per (image, tile) pair, in draw order."""
-        wanted = torch.stack([plans[i][1][t] for i, t in pairs]).to(probs.device)
-        available = (probs > 0).sum(dim=1)
-        k = torch.minimum(wanted, available).tolist()
-        log_probs = torch.log(probs)
-        if sampling == "topk":
-            order = draws.top_k(log_probs, max(k))
-        else:
-            order = draws.gumbel_top_k(log_probs, max(k), generator)
-        return [order[m, : k[m]] for m in range(len(pairs))]
+        contrast: bool,
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Stage 2 for every (image, tile) pair: ``b_t``, the distribution drawn from (``b_t`` or
+        its complement), the distinct positions drawn (in draw order) and the entropy of ``b_t``.
+
+        All pairs in one call in training; in chunks of ``chunk_pixels`` at inference, drawing the
+        same random numbers in the same order (one row of noise per pair, the same top-k width).
+        """
+        cells = self.view2 * self.view2
+        wanted = [int(plans[i][1][t]) for i, t in pairs]
+        width = max(min(w, cells) for w in wanted)
+        size = self.chunk_pixels // cells if self.streams() else len(pairs)
+        b_rows: list[torch.Tensor] = []
+        chosen_rows: list[torch.Tensor] = []
+        positions: list[torch.Tensor] = []
+        entropies = []
+        for start in range(0, len(pairs), max(1, size)):
+            part = pairs[start : start + max(1, size)]
+            b = self.subtile_log_probs(images, [t for _, t in part], [i for i, _ in part]).exp()
+            chosen = complement(b) if contrast else b
+            log_probs = torch.log(chosen)
+            if sampling == "topk":
+                order = draws.top_k(log_probs, width)
+            else:
+                order = draws.gumbel_top_k(log_probs, width, generator)
+            available = (chosen > 0).sum(dim=1).tolist()
+            for row, m in enumerate(range(start, start + len(part))):
+                positions.append(order[row, : min(wanted[m], available[row])])
+            b_rows.extend(b.unbind(0))
+            chosen_rows.extend(chosen.unbind(0))
+            entropies.append(entropy(b))
+        return b_rows, chosen_rows, positions, torch.cat(entropies)
 
     def _tile_map(self, image: ImageAccess, tile: int, b: torch.Tensor) -> AttentionMap:
         """``b_t`` of ``tile`` as a map over that tile (``view2 x view2`` cells)."""
@@ -241,10 +280,24 @@ class ZoomInNet(AttentionSamplingClassifier):
         pairs: list[tuple[int, int]],
         centres: list[torch.Tensor],
     ) -> list[torch.Tensor]:
-        """``f`` of every sampled sub-tile of the batch in one call, split back per pair."""
-        patches = []
-        for i, image in enumerate(images):
-            mine = [centres[m] for m, (j, _) in enumerate(pairs) if j == i]
-            patches.append(image.patches(torch.cat(mine), self.subtile))
-        feats = self.features(to_module(torch.cat(patches), self))
+        """``f`` of every sampled sub-tile of the batch, split back per pair: one call in training,
+        chunks of ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
+        subtiles = [(i, centre) for (i, _), mine in zip(pairs, centres) for centre in mine]
+        if self.streams():
+            runs = chunks(subtiles, self.subtile * self.subtile, self.chunk_pixels)
+        else:
+            runs = [subtiles]
+        feats = torch.cat([self.features(to_module(self._patches(images, run), self)) for run in runs if run])
         return list(torch.split(feats, [len(c) for c in centres]))
+
+    def _patches(self, images: Sequence[ImageAccess], subtiles: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
+        """Full-resolution sub-tiles of ``(image index, centre)`` pairs, one read per run of one image."""
+        parts, start = [], 0
+        while start < len(subtiles):
+            owner, stop = subtiles[start][0], start
+            while stop < len(subtiles) and subtiles[stop][0] == owner:
+                stop += 1
+            centres = torch.stack([centre for _, centre in subtiles[start:stop]])
+            parts.append(images[owner].patches(centres, self.subtile))
+            start = stop
+        return torch.cat(parts)
