@@ -35,6 +35,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.close(fd)
         tmp_path = Path(tmp)
         yield tmp_path
+        os.chmod(tmp_path, usual_mode())  # mkstemp makes the file private; the output should not be
         os.replace(tmp_path, target)
     except BaseException as error:
         if tmp_path is not None:
@@ -43,6 +44,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         if problem is not None:
             raise OutputFileError(target, f"could not be written: {problem}") from error
         raise
+
+
+def usual_mode(directory: bool = False) -> int:
+    """The permissions a new file (or folder) gets from this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def _write_problem(error: BaseException, folder: Path) -> str | None:

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from zoomin.atomic import atomic_path
+from zoomin.atomic import atomic_path, usual_mode
 from zoomin.checkpoints import load_trained_model
 from zoomin.device import choose_device
 from zoomin.errors import OutputFileError
@@ -175,11 +175,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], classes: Sequence[str]) -
 def _publish(staging: Path, out_dir: Path) -> None:
     """Move the finished outputs into ``out_dir``: the whole folder in one rename when it is new,
     else file by file with ``predictions.csv`` last."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp and mkstemp make them private; outputs get the usual permissions
+    os.chmod(staging, usual_mode(directory=True))  # mkdtemp makes it private; outputs get the usual permissions
     for path in staging.iterdir():
-        os.chmod(path, 0o666 & ~umask)
+        os.chmod(path, usual_mode())
     if not out_dir.exists():
         os.replace(staging, out_dir)
         return
