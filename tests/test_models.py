@@ -21,8 +21,10 @@ SMALL = {
     "ats": {"scale": 0.25, "patch": 5, "n": 4},
     "cnn": {"scale": 0.5},
     "efficientnet_b0": {"scale": 0.5},
+    "bagnet": {"width": 4, "receptive_field": 17},
+    "topk": {"scale": 0.5, "patch": 8, "k": 3, "n_samples": 20, "feature": "lenet"},
 }
-ATTENTION_MODELS = ("zoomin", "ats")
+ATTENTION_MODELS = ("zoomin", "ats")  # attention SAMPLING: seeded draws, contrastive branch, exact representation
 
 
 def random_image(seed: int, height: int = 64, width: int = 64) -> InMemoryImage:
@@ -76,13 +78,14 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
     assert isinstance(out, ModelOutput)
     assert out.logits.shape == (3, 3)
     assert out.entropy.shape == (3,)
-    assert len(out.attention) == (3 if model_type in ATTENTION_MODELS else 0)
+    assert len(out.attention) == (0 if MODEL_TYPES[model_type].attention == "none" else 3)
     assert torch.isfinite(out.logits).all()
     out.logits.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-    if model_type not in ATTENTION_MODELS:
+    if MODEL_TYPES[model_type].attention == "none":
         assert torch.equal(out.entropy, torch.zeros(3))
         assert out.attention == []
+    if model_type not in ATTENTION_MODELS:
         assert model.contrastive_logits(images, torch.Generator()) is None
 
 
