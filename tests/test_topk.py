@@ -172,6 +172,19 @@ def test_forward_and_backward_on_images_of_different_sizes():
         assert attention.sampled.centres.shape == (2, 2) and attention.sampled.size == 12
 
 
+def test_ats_traffic_features_are_resnet16_without_its_stride_one_block():
+    from zoomin.models.features import build_feature_net
+
+    torch.manual_seed(0)
+    ats, resnet = build_feature_net("ats_traffic"), build_feature_net("resnet16")
+    assert [block.conv1.stride for block in ats.blocks] == [(2, 2)] * 3 and ats.out_dim == 32
+    resnet.blocks = torch.nn.Sequential(*list(resnet.blocks)[1:])  # drop the stride-1 block: the rest must be the same network
+    resnet.load_state_dict(ats.state_dict())
+    patches = torch.rand(4, 3, 32, 32)
+    assert torch.allclose(ats(patches), resnet(patches))
+    assert ats(torch.rand(2, 3, 100, 100)).shape == (2, 32)
+
+
 def test_entropy_is_that_of_the_softmax_of_the_raw_scores():
     model = small_model().eval()
     image = random_image(3, 64, 64)

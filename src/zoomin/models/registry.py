@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 # Names of the feature networks f (zoomin.models.features builds them) and attention activations.
-FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16")
+FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16", "ats_traffic")
 ATTENTION_ACTIVATIONS = ("tanh", "relu")
 ATTENTION_KINDS = ("two-stage", "one-stage", "none")
 
@@ -149,7 +149,7 @@ class TopKParams(ModelParams):
     sigma_decay_steps: int | None = param(
         None, minimum=1, doc="training steps over which sigma decays linearly to 0 (null: constant sigma)"
     )
-    feature: str = param("resnet16", choices=FEATURE_NETS, doc="feature network run on each patch")
+    feature: str = param("ats_traffic", choices=FEATURE_NETS, doc="feature network run on each patch")
     hidden: int = param(32, minimum=1, doc="width of the dense + swish layer after the mean over patches")
 
     def view_scales(self) -> tuple[float, ...]:
