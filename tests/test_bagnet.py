@@ -96,7 +96,7 @@ def test_forward_and_backward_on_a_tiny_image():
 
 def test_views_too_small_are_refused_with_what_to_change():
     model = build_model("bagnet", 2, receptive_field=33, width=4)
-    with pytest.raises(UserError, match=r"image 0 .* 32x40 px.*at least 33 px.*`receptive_field`"):
+    with pytest.raises(UserError, match=r"image 0 .* 32x40 px; it needs at least 33 px a side.*`receptive_field`"):
         model([random_image(0, 32, 40)])
     with pytest.raises(UserError, match=r"image 1 .* 36x36 px.*one side of at least 41 px"):
         model([random_image(0, 50, 50), random_image(1, 36, 36)])  # one window alone in training

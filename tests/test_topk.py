@@ -15,6 +15,7 @@ from zoomin.measure import measure_inference
 from zoomin.models import build_model
 from zoomin.models import perturbed_topk as ptopk
 from zoomin.models.distributions import entropy
+from zoomin.models.registry import TopKParams
 from zoomin.models.topk import normalise_scores
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -209,7 +210,7 @@ def test_inference_reads_exactly_the_hard_top_k_patches():
 
 
 def test_training_reads_the_candidates_the_soft_indicators_weight():
-    model = small_model(k=2, n_samples=40)
+    model = small_model(k=2, n_samples=40, sigma=0.05)
     spy = SpyImage(random_image(5, 96, 96))
     model([spy], torch.Generator().manual_seed(0))
     raw = model.score_maps([spy.image])[0].reshape(-1).detach()
@@ -247,7 +248,7 @@ def test_sigma_decays_linearly_with_the_training_steps_and_then_selection_is_har
     model([image])
     measure_inference(model, image, "cpu", seed=0, repeats=1, warmup=0)
     assert int(model.steps) == 6  # inference and measurement do not advance the schedule
-    assert build_model("topk", 2, **SMALL).current_sigma() == 0.05  # no decay by default
+    assert build_model("topk", 2, **SMALL).current_sigma() == TopKParams().sigma  # no decay by default
 
 
 def test_a_view_with_fewer_cells_than_k_is_refused_with_what_to_change():
@@ -275,7 +276,7 @@ def square_images(count: int, seed: int, side: int = 96, square: int = 6) -> tup
 def test_it_learns_to_select_and_classify_a_tiny_separable_problem():
     """2 of 25 candidate patches: chance would rarely see the square; after training the hard top-2
     hold it in (almost) every positive test image and the classifier is right."""
-    model = small_model(patch=24, k=2, n_samples=50)
+    model = small_model(patch=24, k=2, n_samples=50, sigma=0.05)
     images, labels = square_images(16, seed=0)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     generator = torch.Generator().manual_seed(0)

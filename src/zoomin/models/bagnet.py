@@ -158,11 +158,13 @@ class BagNet(Classifier):
         shapes = Counter(tuple(view.shape) for view in views)
         for index, view in enumerate(views):
             height, width = view.shape[-2:]
-            single = max(height, width) < q + self.features.stride
-            if min(height, width) < q or (self.training and single and shapes[tuple(view.shape)] == 1):
-                need = q if min(height, width) < q else q + self.features.stride
-                raise UserError(
-                    f"BagNet-{q}: the view of image {index} of the batch at scale {self.scale} is {height}x{width} px; "
-                    f"{'it needs at least' if need == q else 'to train on it alone it needs one side of at least'} "
-                    f"{need} px. Raise the method's `scale`, lower `receptive_field` or use larger images."
-                )
+            if min(height, width) < q:
+                problem = f"it needs at least {q} px a side"
+            elif self.training and max(height, width) < q + self.features.stride and shapes[tuple(view.shape)] == 1:
+                problem = f"to train on it alone it needs one side of at least {q + self.features.stride} px"
+            else:
+                continue
+            raise UserError(
+                f"BagNet-{q}: the view of image {index} of the batch at scale {self.scale} is {height}x{width} px; "
+                f"{problem}. Raise the method's `scale`, lower `receptive_field` or use larger images."
+            )

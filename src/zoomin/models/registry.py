@@ -117,14 +117,14 @@ BAGNET_BLOCKS = ("1,1,1,1", "3,4,6,3")
 
 @dataclass(frozen=True)
 class BagNetParams(ModelParams):
-    """BagNet-q (Brendel & Bethge 2019) over one view; defaults: BagNet-33 shrunk for a 2-core CPU
-    (docs/methods.md, BagNet)."""
+    """BagNet-q (Brendel & Bethge 2019) over one view; defaults: BagNet-33 at full resolution, shrunk
+    until 1000 px images train on a 2-core CPU (docs/methods.md, BagNet)."""
 
     scale: float = _scale(1.0, "scale of the view the BagNet classifies (1.0: full resolution)")
     receptive_field: int = param(
         33, choices=BAGNET_RECEPTIVE_FIELDS, doc="q: each local class evidence sees a q x q px window of the view"
     )
-    width: int = param(16, minimum=1, doc="planes of the first stage (BagNet: 64), doubled per stage, 4x expansion")
+    width: int = param(4, minimum=1, doc="planes of the first stage (BagNet: 64), doubled per stage, 4x expansion")
     blocks: str = param(
         "1,1,1,1", choices=BAGNET_BLOCKS, doc="bottleneck blocks per stage (BagNet's ResNet-50 layout: 3,4,6,3)"
     )
@@ -139,17 +139,18 @@ class BagNetParams(ModelParams):
 @dataclass(frozen=True)
 class TopKParams(ModelParams):
     """Differentiable patch selection with a perturbed top-k (Cordonnier et al. 2021); defaults:
-    the reference traffic-sign settings scaled to the CPU stand-in (docs/methods.md, Top-K)."""
+    the reference traffic-sign settings scaled to the CPU stand-in, with the wider noise and the
+    features that learned it in a few hundred steps (docs/methods.md, Top-K)."""
 
     scale: float = _scale(0.5, "scale of the view the scorer runs over")
     patch: int = param(32, minimum=1, doc="patch side P, full-resolution px")
     k: int = param(10, minimum=1, doc="number of patches k")
     n_samples: int = param(100, minimum=2, doc="noise samples S of the perturbed top-k")
-    sigma: float = param(0.05, exclusive_minimum=0.0, doc="noise std of the perturbed top-k (scores in [0, 1])")
+    sigma: float = param(0.2, exclusive_minimum=0.0, doc="noise std of the perturbed top-k (scores in [0, 1])")
     sigma_decay_steps: int | None = param(
         None, minimum=1, doc="training steps over which sigma decays linearly to 0 (null: constant sigma)"
     )
-    feature: str = param("ats_traffic", choices=FEATURE_NETS, doc="feature network run on each patch")
+    feature: str = param("lenet_unnormalised", choices=FEATURE_NETS, doc="feature network run on each patch")
     hidden: int = param(32, minimum=1, doc="width of the dense + swish layer after the mean over patches")
 
     def view_scales(self) -> tuple[float, ...]:
