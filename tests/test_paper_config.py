@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pandas as pd
@@ -61,6 +62,20 @@ def test_five_paper_datasets_with_the_design_settings(config, experiment):
     assert experiment.training("camelyon16", "zoomin_res_masks").mask_loss_weight > 0
     assert experiment.training("camelyon16", "zoomin_res").mask_loss_weight == 0
     assert config["resources"]["train"]["gpu"] == 1
+
+
+def test_bagnet_and_topk_carry_the_reference_settings(experiment):
+    bagnet = experiment.model("needle_camelyon", "bagnet").params
+    assert (bagnet.scale, bagnet.receptive_field, bagnet.width, bagnet.stage_blocks()) == (0.25, 33, 64, (3, 4, 6, 3))
+    needles = experiment.training("needle_camelyon", "bagnet")
+    assert (needles.lr, needles.weight_decay, needles.batch_size, needles.clip_grad_norm) == (5e-5, 0.0, 8, None)
+    topk = experiment.model("traffic_signs", "topk").params
+    assert (topk.patch, topk.k, topk.n_samples, topk.sigma, topk.feature) == (100, 10, 500, 0.05, "ats_traffic")
+    assert round(1 / topk.scale) == 3 and topk.sigma_decay_steps == 70_000
+    reference = experiment.training("traffic_signs", "topk")
+    assert (reference.lr, reference.batch_size, reference.weight_decay, reference.entropy_lambda) == (1e-4, 32, 1e-4, 0.01)
+    train_images = 747 - round(0.1 * 747)  # Set1 less the validation tenth
+    assert reference.epochs * math.ceil(train_images / reference.batch_size) == pytest.approx(70_000, rel=0.02)
 
 
 def test_every_configured_row_has_the_papers_numbers(config):

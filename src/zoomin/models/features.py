@@ -13,6 +13,9 @@
   BatchNorm + ReLU, global average pool -> 32-d, not normalised (the table ends at the pool).
   In training mode BatchNorm uses the statistics of the sampled sub-tiles of the batch, so ``f``
   then depends on the batch; the unbiasedness of the estimators holds exactly in eval mode.
+* ``ats_traffic`` -- ATS's traffic-sign feature net, which the Top-K reference code uses too
+  (``ATSFeatureNetwork``): ResNet16 without its stride-1 block, i.e. conv3x3 3->32 and three
+  pre-activation blocks of stride 2 -> 32-d.
 """
 
 from __future__ import annotations
@@ -72,10 +75,10 @@ class ResNet16Features(nn.Module):
 
     out_dim = 32
 
-    def __init__(self, channels: int = 32) -> None:
+    def __init__(self, channels: int = 32, strides: tuple[int, ...] = (1, 2, 2, 2)) -> None:
         super().__init__()
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
-        self.blocks = nn.Sequential(*(PreActBlock(channels, stride) for stride in (1, 2, 2, 2)))
+        self.blocks = nn.Sequential(*(PreActBlock(channels, stride) for stride in strides))
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
         self.out_dim = channels
 
@@ -87,6 +90,7 @@ FEATURE_NETS = {
     "lenet": LeNetFeatures,
     "lenet_unnormalised": lambda: LeNetFeatures(normalise=False),
     "resnet16": ResNet16Features,
+    "ats_traffic": lambda: ResNet16Features(strides=(2, 2, 2)),
 }
 
 

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 # Names of the feature networks f (zoomin.models.features builds them) and attention activations.
-FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16")
+FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16", "ats_traffic")
 ATTENTION_ACTIVATIONS = ("tanh", "relu")
 ATTENTION_KINDS = ("two-stage", "one-stage", "none")
 
@@ -111,6 +111,52 @@ class ViewCNNParams(ModelParams):
         return (self.scale,)
 
 
+BAGNET_RECEPTIVE_FIELDS = (9, 17, 33)
+BAGNET_BLOCKS = ("1,1,1,1", "3,4,6,3")
+
+
+@dataclass(frozen=True)
+class BagNetParams(ModelParams):
+    """BagNet-q (Brendel & Bethge 2019) over one view; defaults: BagNet-33 at full resolution, shrunk
+    until 1000 px images train on a 2-core CPU (docs/methods.md, BagNet)."""
+
+    scale: float = _scale(1.0, "scale of the view the BagNet classifies (1.0: full resolution)")
+    receptive_field: int = param(
+        33, choices=BAGNET_RECEPTIVE_FIELDS, doc="q: each local class evidence sees a q x q px window of the view"
+    )
+    width: int = param(4, minimum=1, doc="planes of the first stage (BagNet: 64), doubled per stage, 4x expansion")
+    blocks: str = param(
+        "1,1,1,1", choices=BAGNET_BLOCKS, doc="bottleneck blocks per stage (BagNet's ResNet-50 layout: 3,4,6,3)"
+    )
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+    def stage_blocks(self) -> tuple[int, ...]:
+        return tuple(int(count) for count in self.blocks.split(","))
+
+
+@dataclass(frozen=True)
+class TopKParams(ModelParams):
+    """Differentiable patch selection with a perturbed top-k (Cordonnier et al. 2021); defaults:
+    the reference traffic-sign settings scaled to the CPU stand-in, with the wider noise and the
+    features that learned it in a few hundred steps (docs/methods.md, Top-K)."""
+
+    scale: float = _scale(0.5, "scale of the view the scorer runs over")
+    patch: int = param(32, minimum=1, doc="patch side P, full-resolution px")
+    k: int = param(10, minimum=1, doc="number of patches k")
+    n_samples: int = param(100, minimum=2, doc="noise samples S of the perturbed top-k")
+    sigma: float = param(0.2, exclusive_minimum=0.0, doc="noise std of the perturbed top-k (scores in [0, 1])")
+    sigma_decay_steps: int | None = param(
+        None, minimum=1, doc="training steps over which sigma decays linearly to 0 (null: constant sigma)"
+    )
+    feature: str = param("lenet_unnormalised", choices=FEATURE_NETS, doc="feature network run on each patch")
+    hidden: int = param(32, minimum=1, doc="width of the dense + swish layer after the mean over patches")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+
 @dataclass(frozen=True)
 class PatchDropParams(ModelParams):
     """PatchDrop (Uzkent & Ermon 2020; docs/methods.md): a policy keeps or drops the cells of a grid."""
@@ -183,6 +229,11 @@ MODEL_TYPES: dict[str, ModelType] = {
             attention="one-stage", label="PatchDrop",
         ),
         ModelType("racnn", RACNNParams, "zoomin.models.racnn:RACNN", attention="two-stage", label="RA-CNN"),
+        ModelType("bagnet", BagNetParams, "zoomin.models.bagnet:BagNet", attention="one-stage", label="BagNet"),
+        ModelType(
+            "topk", TopKParams, "zoomin.models.topk:TopKNet", attention="one-stage",
+            label="differentiable top-k patch selection",
+        ),
     )
 }
 
