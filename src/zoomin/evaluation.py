@@ -1,6 +1,9 @@
-"""Evaluating one trained run: test accuracy, then per-image inference cost (batch 1).
+"""Evaluating one trained run: test accuracy (and ROC AUC), then per-image inference cost (batch 1).
 
 Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N);
+the test-set class probabilities (softmax of the same logits) are written beside the predictions,
+and for a two-class dataset the ROC AUC of the second class (``positive`` in every two-class
+dataset here) against the first; it is ``null`` when the test set holds one class only.
 FLOPs, peak memory and time are measured with the same sampling by
 :func:`zoomin.measure.measure_inference` on the first test image. The seed and device are
 recorded with the numbers.
@@ -20,11 +23,20 @@ from zoomin.atomic import atomic_path
 from zoomin.checkpoints import load_trained_model
 from zoomin.data.splits import load_run_data
 from zoomin.device import choose_device
-from zoomin.inference import predict
+from zoomin.inference import predict_logits
 from zoomin.measure import measure_inference
 from zoomin.spec import RunSpec
 
 log = logging.getLogger(__name__)
+
+
+def two_class_auc(labels: list[int], probabilities: torch.Tensor) -> float | None:
+    """ROC AUC of class 1 scored by its probability; None when the labels hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(labels)) < 2:
+        return None
+    return float(roc_auc_score(labels, probabilities[:, 1].double().numpy()))
 
 
 def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) -> dict[str, Any]:
@@ -33,11 +45,16 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     sampling = spec.training.sampling_at_test
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
-    predictions = predict(model, data.test, device, spec.seed, sampling)
+    probabilities = torch.softmax(predict_logits(model, data.test, device, spec.seed, sampling), dim=1)
+    predictions = probabilities.argmax(1).tolist()
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))
     accuracy = 100.0 * correct / len(labels)
-    log.info("run %s: test accuracy %.2f%% (%d/%d)", spec.run, accuracy, correct, len(labels))
+    auc = two_class_auc(labels, probabilities) if len(data.classes) == 2 else None
+    log.info(
+        "run %s: test accuracy %.2f%% (%d/%d)%s", spec.run, accuracy, correct, len(labels),
+        "" if auc is None else f", AUC {auc:.3f}",
+    )
 
     cost = measure_inference(
         model, data.test.image(0), device, seed=spec.seed,
@@ -50,8 +67,10 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "seed": spec.seed,
         "accuracy": accuracy,
         "n_test": len(labels),
+        "auc": auc,
         "predictions": predictions,
         "labels": labels,
+        "probabilities": [[round(float(p), 6) for p in row] for row in probabilities.tolist()],
         "sampling": sampling,
         "gflops": cost["gflops"],
         "peak_memory_mb": cost["peak_memory_mb"],
