@@ -44,8 +44,8 @@ class SlideParams:
     min_level_side: int = 512  # pyramid levels halve until the longer side is at most this
     tissue_fraction: float = 0.1
     sections: int = 2
-    regions_min: int = 4
-    regions_max: int = 10
+    regions_min: int = 2
+    regions_max: int = 4
     region_radius_min: float = 200.0
     region_radius_max: float = 320.0
     tumours: int = 2
