@@ -29,6 +29,7 @@ from zoomin.errors import ConfigError
 
 KINDS = {
     "synthetic": "image",
+    "synthetic_camelyon16": "slide",
     "colon_cancer": "image",
     "traffic_signs": "image",
     "fmow": "image",
@@ -37,7 +38,7 @@ KINDS = {
     "image_folder": "image",
     "slide_folder": "slide",
 }
-DOWNLOADABLE = {"colon_cancer", "traffic_signs", "fmow", "camelyon16", "needle_camelyon"}
+DOWNLOADABLE = {"synthetic_camelyon16", "colon_cancer", "traffic_signs", "fmow", "camelyon16", "needle_camelyon"}
 
 
 # -- the registry -----------------------------------------------------------------------------------
@@ -48,6 +49,7 @@ def test_every_source_is_registered_with_its_kind_and_download():
     assert {name for name, source in SOURCES.items() if source.download is not None} == DOWNLOADABLE
     assert all(isinstance(source, Source) and source.name == name for name, source in SOURCES.items())
     assert SOURCES["needle_camelyon"].download is SOURCES["camelyon16"].download
+    assert SOURCES["synthetic_camelyon16"].construct is SOURCES["camelyon16"].construct  # built as Camelyon16 is
     assert get_source("fmow").download_params_from_construct == ("classes", "n_train", "seed")
 
 

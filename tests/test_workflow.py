@@ -18,20 +18,37 @@ def finished_run(tiny_local_run):
     return tiny_local_run
 
 
-def test_table1_has_every_block_and_method_with_finite_values(finished_run):
+@pytest.mark.parametrize("name", ["table1", "table2"])
+def test_tables_have_every_block_and_method_with_finite_values(finished_run, name):
     import yaml
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
-    table = pd.read_csv(finished_run / "results" / "table1.csv")
-    expected = {(ds["block"], m) for ds in config["datasets"].values() for m in ds["methods"]}
-    assert set(zip(table.block, table.method)) == expected
+    table = pd.read_csv(finished_run / "results" / f"{name}.csv")
+    datasets = {d: ds for d, ds in config["datasets"].items() if ds.get("table", "table1") == name}
+    expected = {(ds["block"], m) for ds in datasets.values() for m in ds["methods"]}
+    assert expected and set(zip(table.block, table.method)) == expected
     for column in ("accuracy_mean", "gflops", "memory_mb", "time_ms"):
         assert table[column].map(math.isfinite).all(), column
     assert ((table.accuracy_mean >= 0) & (table.accuracy_mean <= 100)).all()
     assert (table.gflops > 0).all() and (table.memory_mb > 0).all()
-    markdown = (finished_run / "results" / "table1.md").read_text()
+    markdown = (finished_run / "results" / f"{name}.md").read_text()
     for block in {b for b, _ in expected}:
         assert f"## {block}" in markdown
+
+
+def test_auc_only_for_two_class_datasets(finished_run):
+    table = pd.concat([pd.read_csv(finished_run / "results" / f"{name}.csv") for name in ("table1", "table2")])
+    two_class = table.dataset.isin(["colon", "needle_camelyon", "camelyon16_synthetic"])
+    assert table.auc_mean[two_class].between(0, 1).all()
+    assert table.auc_mean[~two_class].isna().all()  # traffic signs, fMoW: several classes
+
+
+def test_the_slide_dataset_went_through_the_slide_path(finished_run):
+    results = finished_run / "results" / "camelyon16_synthetic"
+    raw = finished_run / "resources" / "camelyon16_synthetic" / "raw"
+    assert (raw / ".complete").is_file() and len(list((raw / "images").glob("*.tif"))) == 6
+    assert len(list((results / "slides").glob("*.h5"))) == 6
+    assert (finished_run / "logs" / "camelyon16_synthetic" / "download.benchmark.tsv").is_file()
 
 
 def test_figures_exist(finished_run):

@@ -1,8 +1,10 @@
-"""Evaluating one trained run: test accuracy, then per-image inference cost (batch 1).
+"""Evaluating one trained run: test accuracy (and ROC AUC), then per-image inference cost (batch 1).
 
 Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N),
 each test image scored alone with its own generator (:func:`zoomin.inference.image_probabilities`,
-what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities.
+what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities and,
+for a two-class dataset, the ROC AUC of the second class (``positive`` in every two-class dataset
+here) against the first; it is ``null`` when the test set holds one class only.
 FLOPs, peak memory and time are measured with the same sampling by
 :func:`zoomin.measure.measure_inference` on the first test image. The seed and device are
 recorded with the numbers.
@@ -29,6 +31,15 @@ from zoomin.spec import RunSpec
 log = logging.getLogger(__name__)
 
 
+def two_class_auc(labels: list[int], probabilities: torch.Tensor) -> float | None:
+    """ROC AUC of class 1 scored by its probability; None when the labels hold one class only."""
+    from sklearn.metrics import roc_auc_score
+
+    if len(set(labels)) < 2:
+        return None
+    return float(roc_auc_score(labels, probabilities[:, 1].double().numpy()))
+
+
 def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) -> dict[str, Any]:
     """Write ``out_metrics`` (JSON) for the model of ``spec`` at ``model_path``; return the metrics."""
     device = choose_device(spec.settings.device)
@@ -41,7 +52,11 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))
     accuracy = 100.0 * correct / len(labels)
-    log.info("run %s: test accuracy %.2f%% (%d/%d)", spec.run, accuracy, correct, len(labels))
+    auc = two_class_auc(labels, probabilities) if len(data.classes) == 2 else None
+    log.info(
+        "run %s: test accuracy %.2f%% (%d/%d)%s", spec.run, accuracy, correct, len(labels),
+        "" if auc is None else f", AUC {auc:.3f}",
+    )
 
     cost = measure_inference(
         model, data.test.image(0), device, seed=spec.seed,
@@ -54,6 +69,7 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "seed": spec.seed,
         "accuracy": accuracy,
         "n_test": len(labels),
+        "auc": auc,
         "predictions": predictions,
         "labels": labels,
         "image_ids": list(data.test.image_ids),

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from zoomin.models.output import Attention, AttentionMap
 
 DISPLAY_SIDE = 800
+MIN_OUTLINE = 3.0  # display pixels: smaller sub-tiles are marked by their centre, not outlined
 
 
 LOSS_PARTS = {  # history column -> legend label (the parts a run's loss has; zero parts are not drawn)
@@ -78,8 +79,11 @@ def plot_attention(image, attention: Attention | None, out_png: str | Path, titl
 
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
     axes[0].imshow(picture, extent=extent)
-    for cy, cx in centres:
-        axes[0].add_patch(Rectangle((cx - size / 2, cy - size / 2), size, size, fill=False, ec="yellow", lw=1.2))
+    if size * scale >= MIN_OUTLINE:
+        for cy, cx in centres:
+            axes[0].add_patch(Rectangle((cx - size / 2, cy - size / 2), size, size, fill=False, ec="yellow", lw=1.2))
+    elif len(centres):  # sub-tiles a pixel or two wide on screen (whole slides): mark their centres
+        axes[0].scatter(centres[:, 1], centres[:, 0], s=14, marker="x", c="yellow", linewidths=1.0)
     axes[0].set_title(f"image, {len(centres)} sampled sub-tiles")
 
     if attention is not None:
@@ -118,9 +122,10 @@ def _show_map(ax, amap: AttentionMap, cmap: str, alpha: float, normalise: bool =
     ax.imshow(values, extent=(left, left + width, top + height, top), cmap=cmap, alpha=alpha)
 
 
-def _gallery(image, centres: np.ndarray, size: int, columns: int = 5) -> np.ndarray:
+def _gallery(image, centres: np.ndarray, size: int) -> np.ndarray:
     if len(centres) == 0 or size == 0:
         return np.ones((8, 8, 3))
+    columns = max(5, int(np.ceil(np.sqrt(len(centres)))))  # about square for the many sub-tiles of slides
     import torch  # here, not at the top: the training-curve jobs then start without loading torch
 
     patches = image.patches(torch.as_tensor(centres), size).permute(0, 2, 3, 1).numpy()

@@ -1,4 +1,7 @@
-"""Tables 1 and 2 from the per-run metrics: accuracy mean +- std over runs, cost per image.
+"""Tables 1 and 2 from the per-run metrics: accuracy (and ROC AUC) mean +- std over runs, cost per image.
+
+The AUC columns are filled for two-class datasets (their runs' ``metrics.json`` has an ``auc``) and
+empty otherwise.
 
 The paper's reported numbers are joined from ``config/paper_<table>.csv`` into columns whose names
 start with ``paper_``; every other number comes from the runs' ``metrics.json``.
@@ -17,7 +20,7 @@ from zoomin.atomic import atomic_path
 
 COLUMNS = [
     "block", "dataset", "method", "label", "runs", "seeds", "epochs",
-    "accuracy_mean", "accuracy_std", "gflops", "memory_mb", "time_ms", "device",
+    "accuracy_mean", "accuracy_std", "auc_mean", "auc_std", "gflops", "memory_mb", "time_ms", "device",
 ]
 METRICS = ("seed", "accuracy", "gflops", "peak_memory_mb", "time_ms", "device")
 
@@ -42,6 +45,7 @@ def collect(runs: list[RunMetrics]) -> pd.DataFrame:
             "method": entry.method,
             "run": entry.run,
             "epochs": metrics.get("epochs"),
+            "auc": metrics.get("auc"),
             **{key: metrics[key] for key in METRICS},
         })
     return pd.DataFrame(rows)
@@ -67,6 +71,7 @@ def summarise(
                 "epochs": sel.epochs.max(),
                 "accuracy_mean": sel.accuracy.mean(),
                 "accuracy_std": sel.accuracy.std(ddof=1) if len(sel) > 1 else 0.0,
+                **_mean_std("auc", sel.auc),
                 "gflops": sel.gflops.mean(),
                 "memory_mb": sel.peak_memory_mb.mean(),
                 "time_ms": sel.time_ms.median(),
@@ -78,14 +83,24 @@ def summarise(
     return table
 
 
+def _mean_std(name: str, values: pd.Series) -> dict[str, float]:
+    """``<name>_mean`` and ``<name>_std`` over the runs that have a value (NaN when none has)."""
+    known = pd.to_numeric(values, errors="coerce").dropna()
+    if known.empty:
+        return {f"{name}_mean": float("nan"), f"{name}_std": float("nan")}
+    return {f"{name}_mean": known.mean(), f"{name}_std": known.std(ddof=1) if len(known) > 1 else 0.0}
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """One section per block, accuracy as ``mean ± std``, paper columns labelled as such."""
-    lines = ["Accuracy (%) is mean ± std over runs; cost is per image at inference, batch 1.",
+    lines = ["Accuracy (%) and ROC AUC (two-class datasets) are mean ± std over runs; cost is per image "
+             "at inference, batch 1.",
              "Columns marked *paper* are the numbers reported in the paper, not measured here.", ""]
     for block, part in table.groupby("block", sort=False):
         view = pd.DataFrame({
             "Method": part.label,
             "Accuracy (%)": [f"{m:.1f} ± {s:.1f}" for m, s in zip(part.accuracy_mean, part.accuracy_std)],
+            "AUC": ["–" if pd.isna(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(part.auc_mean, part.auc_std)],
             "GFLOPs": part.gflops.map(lambda v: f"{v:.3f}"),
             "Memory (MB)": part.memory_mb.map(lambda v: f"{v:.2f}"),
             "Time (ms)": part.time_ms.map(lambda v: f"{v:.2f}"),

@@ -97,6 +97,12 @@ def slide_caches(wildcards):
     return [f"results/{wildcards.dataset}/slides/{image_id}.h5" for image_id in read_constructed(constructed).image_ids]
 
 
+def download_threads(wildcards):
+    """Cores of a download job: its ``workers`` (parallel transfers, or slides drawn at once)."""
+    ds = EXP.datasets[wildcards.dataset]
+    return int(download_options(ds.source, ds.construct, ds.download).get("workers", 1))
+
+
 def construct_inputs(wildcards):
     """The download marker for sources that download; nothing for generated or user-provided data."""
     return [f"{RAW}/.complete".format(dataset=wildcards.dataset)] if wildcards.dataset in DOWNLOADABLE else []

@@ -12,6 +12,8 @@ checkpoint construct_dataset:
         constructed=directory(CONSTRUCTED),
     log:
         "logs/{dataset}/construct.log",
+    benchmark:
+        "logs/{dataset}/construct.benchmark.tsv"
     conda:
         "../../envs/zoomin.yaml"
     params:

@@ -1,4 +1,5 @@
-# Download the raw files of a real dataset into resources/<dataset>/raw/.
+# Download the raw files of a dataset into resources/<dataset>/raw/ (for synthetic_camelyon16 the
+# "download" draws the slides).
 #
 # The marker resources/<dataset>/raw/.complete is written last, so a crashed download reruns, and
 # the raw folder itself is never an output (Snakemake would delete it, and with it the .part files
@@ -15,10 +16,13 @@ rule download_dataset:
         marker=f"{RAW}/.complete",
     log:
         "logs/{dataset}/download.log",
+    benchmark:
+        "logs/{dataset}/download.benchmark.tsv"
     wildcard_constraints:
         dataset=one_of(DOWNLOADABLE),
     conda:
         "../../envs/zoomin.yaml"
+    threads: download_threads
     params:
         source=lambda wc: EXP.datasets[wc.dataset].source,
         options=lambda wc: download_options(

@@ -16,8 +16,9 @@ CLAM-like layout of ``<image_id>.h5``::
 Every view is rendered from the best pyramid level for its scale (coarsest level whose downsample
 is <= 1/scale) in blocks, straight into a chunked, gzip-compressed dataset, so peak memory is a
 few blocks plus one view, whatever the slide's size. A slide whose best level is too large to
-decode (a non-pyramidal TIFF: only level 0) is refused with an :class:`InputFileError`, as is a
-truncated or unreadable file. The file is written to a temporary name and renamed when complete.
+decode (a non-pyramidal TIFF: only level 0) is refused with an :class:`InputFileError`, as are a
+truncated or unreadable file and a slide that shows no tissue. The file is written to a temporary
+name and renamed when complete.
 """
 
 from __future__ import annotations
@@ -168,6 +169,12 @@ def build_slide_cache(
                 low = h5[cached][...] if cached in h5 else reader.render_view(tissue_scale, block)
                 mask, threshold = tissue_mask(low)
                 del low
+                if not mask.any():
+                    raise InputFileError(
+                        slide_path,
+                        f"shows no tissue at 1/{tissue_downsample:g} (saturation threshold {threshold:g}): "
+                        "blank glass, or not an H&E slide; no cache written",
+                    )
                 h5.attrs["tissue_threshold"] = threshold
                 mask_set = h5.create_dataset(
                     "tissue_mask", data=mask, chunks=True, compression="gzip", compression_opts=compression

@@ -65,6 +65,9 @@ class ZoomInParams(ModelParams):
     n: int = param(10, minimum=1, doc="number of draws N")
     feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
     attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+    tissue_only: bool = param(
+        False, doc="whole slides: no stage-1 attention on tiles without tissue (the slide cache's tissue mask)"
+    )
 
     def check(self) -> None:
         if not self.s1 < 1:

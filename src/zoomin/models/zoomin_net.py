@@ -28,6 +28,10 @@ whole-batch computation up to float rounding. Training (autograd on) keeps the w
 The contrastive branch (``contrastive_logits``) runs the same pipeline with ``a`` and ``b_t``
 replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
 
+``tissue_only`` (whole slides): tiles without tissue in the slide's tissue mask
+(``SlideImage.tile_mask``, from the slide cache) get zero stage-1 attention, as slide pipelines that
+work on tissue patches only (CLAM, MIL) do; images that have no tissue mask are unaffected.
+
 The estimators are looked up on the :mod:`zoomin.estimators` module at call time, so tests can
 substitute a deliberately broken one and check that the unbiasedness test notices.
 """
@@ -188,7 +192,21 @@ class ZoomInNet(AttentionSamplingClassifier):
             pad_h = rows * self.pool - view.shape[1]
             pad_w = cols * self.pool - view.shape[2]
             views.append(F.pad(view, (0, pad_w, 0, pad_h)))
-        return run_grouped(self._pooled_tile_logits, views)
+        logits = run_grouped(self._pooled_tile_logits, views)
+        if self.params.tissue_only:
+            logits = [self._without_background(image, tile_logits) for image, tile_logits in zip(images, logits)]
+        return logits
+
+    def _without_background(self, image: ImageAccess, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` with the tiles that hold no tissue set to -inf (zero attention, never drawn),
+        for images that know their tissue (whole slides: ``tile_mask``); unchanged otherwise."""
+        tile_mask = getattr(image, "tile_mask", None)
+        if tile_mask is None:
+            return logits
+        tissue = tile_mask(self.tile).to(logits.device)
+        if not tissue.any():
+            return logits
+        return logits.masked_fill(~tissue, float("-inf"))
 
     def _pooled_tile_logits(self, views: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.tile_attention(views)[:, None], self.pool)[:, 0]
@@ -212,6 +230,9 @@ class ZoomInNet(AttentionSamplingClassifier):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The tile distribution used for drawing, and the counts ``k_t`` of the ``N`` draws."""
         q = complement(a) if contrast else a
+        if contrast and self.params.tissue_only:  # the complement stays on the tissue too
+            q = q * (a > 0)
+            q = q / q.sum()
         if sampling == "topk":
             counts = largest_remainder_counts(q, self.n).to(q.device)
         else:

@@ -63,10 +63,14 @@ def _collect() -> dict[str, Source]:
         needle_camelyon,
         slide_folder,
         synthetic,
+        synthetic_camelyon16,
         traffic_signs,
     )
 
-    modules = (synthetic, colon_cancer, traffic_signs, fmow, camelyon16, needle_camelyon, image_folder, slide_folder)
+    modules = (
+        synthetic, synthetic_camelyon16, colon_cancer, traffic_signs, fmow, camelyon16, needle_camelyon,
+        image_folder, slide_folder,
+    )
     return {module.SOURCE.name: module.SOURCE for module in modules}
 
 

@@ -19,7 +19,8 @@ from zoomin.data.slide_masks import mask_from_image, mask_from_xml
 from zoomin.data.slide_reader import SlideReader
 from zoomin.data.sources import common
 from zoomin.data.stratify import holdout_counts, stratified_split
-from zoomin.errors import UserError
+from zoomin.data.tissue import tissue_mask
+from zoomin.errors import InputFileError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,19 @@ def place_slide(source: Path, stage: Path, relative: str, link: LinkMode) -> str
 
 
 def check_slide(reader: SlideReader) -> float | None:
-    """Open a slide and decode its smallest level (catches truncated files); return its mpp."""
+    """Open a slide and decode its smallest level (catches truncated files), check that it shows
+    tissue (a blank or black slide is refused, naming the file); return its mpp."""
     slide = reader.slide
     level = slide.level_count - 1
     width, height = slide.level_dimensions[level]
     if width * height <= 1 << 24:
-        reader.read(level, 0, 0, height, width)
+        pixels = reader.read(level, 0, 0, height, width)
+        if not tissue_mask(pixels)[0].any():
+            raise InputFileError(
+                reader.path,
+                f"shows no tissue at its smallest level ({width}x{height} px): blank glass, or not an H&E "
+                "slide; is it the right file?",
+            )
     else:  # a huge single level: decode one corner tile only (the cache step refuses it clearly)
         reader.read(level, 0, 0, min(height, 512), min(width, 512))
     return slide_mpp(reader)
