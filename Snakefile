@@ -21,6 +21,7 @@ include: "workflow/rules/views.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -29,3 +30,4 @@ rule all:
         table_outputs(),
         attention_figures(),
         curve_figures(),
+        paper_figures(),

@@ -23,7 +23,16 @@ import yaml
 
 from zoomin.errors import ConfigError
 from zoomin.models.registry import MODEL_TYPES
-from zoomin.spec import TABLES, Experiment, MeasureConfig, RunSettings, TrainingConfig, TrainResources, experiment
+from zoomin.spec import (
+    SETTING_NAMES,
+    TABLES,
+    Experiment,
+    MeasureConfig,
+    RunSettings,
+    TrainingConfig,
+    TrainResources,
+    experiment,
+)
 
 MAX_MESSAGE = 240  # characters of a schema message before it is shortened
 
@@ -51,6 +60,7 @@ def schema() -> dict[str, Any]:
     }
     definitions["source"] = {"type": "string", "enum": _source_names()}
     definitions["table"] = {"type": "string", "enum": list(TABLES)}
+    definitions["setting"] = {"type": "string", "enum": sorted(SETTING_NAMES)}
     result["properties"].update(RunSettings.json_schema()["properties"])
     return result
 
