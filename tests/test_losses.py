@@ -105,6 +105,22 @@ def test_contrastive_loss_targets_the_reference_class():
     assert to_reference.item() < 0.01 < 9.0 < to_other.item()
 
 
+def test_a_contrastive_example_weighs_as_much_as_one_image_of_the_batch():
+    """One positive among four images: its contrastive cross-entropy counts a quarter, like each
+    image's cross-entropy in the batch mean (the loss divided by the positives weighed it fully)."""
+    model = zoomin()
+    images = [random_image(6), random_image(7), random_image(8), random_image(9)]
+    loss = contrastive_loss(model, images, torch.tensor([0, 1, 0, 0]), (1,), 0, torch.Generator().manual_seed(3))
+    logits = model.contrastive_logits([images[1]], torch.Generator().manual_seed(3))
+    alone = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+    assert loss.item() == pytest.approx(alone.item() / 4, rel=1e-5)
+    two = contrastive_loss(model, images, torch.tensor([1, 1, 0, 0]), (1,), 0, torch.Generator().manual_seed(3))
+    pair = model.contrastive_logits(images[:2], torch.Generator().manual_seed(3))
+    assert two.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(pair, torch.tensor([0, 0]), reduction="sum").item() / 4, rel=1e-5
+    )
+
+
 def test_contrastive_tiles_are_drawn_from_the_complement_of_attention():
     model = zoomin()
     a = torch.softmax(50 * torch.tensor([1.0] + [0.0] * 15), dim=0)  # tile 0 takes all attention
