@@ -75,6 +75,21 @@ def test_complement_distribution():
     assert torch.allclose(complement(torch.tensor([1.0, 0.0, 0.0])), torch.tensor([0.0, 0.5, 0.5]))
 
 
+def test_the_complement_of_any_attention_is_within_1_over_n_of_uniform():
+    """Why the contrastive draw of sub-tiles is nearly uniform (docs/contrastive.md): whatever the
+    attention over n positions, normalise(1 - p) is at most 1/n from uniform in total variation,
+    and a one-hot attention is that far."""
+    generator = torch.Generator().manual_seed(0)
+    for n in (4, 50, 2500):
+        uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        one_hot = torch.zeros(n, dtype=torch.float64)
+        one_hot[0] = 1.0
+        peaked = torch.softmax(torch.randn(n, generator=generator, dtype=torch.float64) * 20, dim=0)
+        for p in (uniform, one_hot, peaked, torch.softmax(torch.randn(n, generator=generator, dtype=torch.float64), 0)):
+            assert 0.5 * (complement(p) - uniform).abs().sum().item() <= 1.0 / n + 1e-12
+        assert 0.5 * (complement(one_hot) - uniform).abs().sum().item() == pytest.approx(1.0 / n)
+
+
 def test_contrastive_loss_is_zero_without_positives():
     model = zoomin()
     images = [random_image(1), random_image(2)]

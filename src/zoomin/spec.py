@@ -6,6 +6,11 @@ settings, with every default filled in. ``Experiment.run(dataset, method, run)``
 :class:`RunSpec` of one training run, which the Snakemake rules, the ``zoomin`` command line and
 the benchmarks all hand to :func:`zoomin.training.train` and :func:`zoomin.evaluation.evaluate`.
 
+Which runs exist: every method of a dataset's ``methods`` (its Table 1 or 2 block), plus the
+``(dataset, method)`` rows of the config's ``tables:`` block (:class:`TableSpec`) and what its
+``figures:`` block names (:class:`FiguresSpec`); a method on a dataset is one set of runs wherever
+it appears (:meth:`Experiment.trained`).
+
 Every default is written once, in the records below (:class:`TrainingConfig`, :class:`MeasureConfig`,
 :class:`RunSettings`, :class:`TrainResources`) or in the model registry's parameter records;
 the config schema is generated from them. Training settings merge in this order:

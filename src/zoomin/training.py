@@ -6,6 +6,11 @@ Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, RNG sta
 the run's checkpoint folder, which lies outside the rule's outputs; a re-run after a kill resumes
 from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
 model kept is the one with the best validation accuracy (the last epoch without a validation set).
+
+Besides the loss parts and accuracies, each epoch's history row records what the forward passes
+instantiated per training image (paper Fig. 4): ``mean_input_mb``, the image values read (views,
+tiles' stage-2 views, sub-tiles or patches; float32 MB), and for two-stage models
+``mean_unique_tiles``, the distinct tiles drawn.
 """
 
 from __future__ import annotations

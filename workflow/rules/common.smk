@@ -10,6 +10,7 @@ from importlib.util import find_spec
 import zoomin.config
 from zoomin.data.sources import download_options, get_source
 from zoomin.errors import ConfigError
+from zoomin.models.registry import model_type
 
 try:
     EXP = zoomin.config.prepare(config)
@@ -107,3 +108,27 @@ def slide_caches(wildcards):
 def construct_inputs(wildcards):
     """The download marker for sources that download; nothing for generated or user-provided data."""
     return [f"{RAW}/.complete".format(dataset=wildcards.dataset)] if wildcards.dataset in DOWNLOADABLE else []
+
+
+# ---------------------------------------------------------------- figures (figures.smk)
+def method_facts():
+    """Label and model type of every method, for the figure adapters."""
+    return {name: {"label": m.label, "model": m.model} for name, m in EXP.methods.items()}
+
+
+def dataset_runs(dataset, methods):
+    return EXP.runs_of([(dataset, method) for method in methods])
+
+
+def attention_runs(dataset):
+    return dataset_runs(dataset, [EXP.attention_method])
+
+
+def two_stage_tile(dataset, methods):
+    """Tile side of the first two-stage model among ``methods`` (Figure 4 marks how many tiles an
+    image has); None if there is none."""
+    for method in methods:
+        spec = EXP.model(dataset, method)
+        if model_type(spec.type).attention == "two-stage":
+            return spec.params.tile
+    return None

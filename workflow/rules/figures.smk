@@ -2,35 +2,11 @@
 # block asks. Like the tables, they list the package modules that draw them as inputs, so editing
 # that code re-runs only these rules, never training. Memory against image side is a measurement
 # of its own (memory_scaling), which drawing Figure 4 reads.
-from zoomin.models.registry import model_type
 
 
 localrules:
     plot_errorbars,
     plot_pareto,
-
-
-def method_facts():
-    """Label and model type of every method, for the figure adapters."""
-    return {name: {"label": m.label, "model": m.model} for name, m in EXP.methods.items()}
-
-
-def dataset_runs(dataset, methods):
-    return EXP.runs_of([(dataset, method) for method in methods])
-
-
-def attention_runs(dataset):
-    return dataset_runs(dataset, [EXP.attention_method])
-
-
-def two_stage_tile(dataset, methods):
-    """Tile side of the first two-stage model among ``methods`` (Figure 4 marks how many tiles an
-    image has); None if there is none."""
-    for method in methods:
-        spec = EXP.model(dataset, method)
-        if model_type(spec.type).attention == "two-stage":
-            return spec.params.tile
-    return None
 
 
 rule memory_scaling:
