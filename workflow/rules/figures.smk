@@ -23,6 +23,7 @@ rule memory_scaling:
     threads: EXP.resources.threads
     params:
         sides=lambda wc: list(EXP.figures.memory.sides),
+        cnn_max_side=lambda wc: EXP.figures.memory.cnn_max_side,
         device=EXP.settings.device,
         repeats=EXP.measure.repeats,
         warmup=EXP.measure.warmup,

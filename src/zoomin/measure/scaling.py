@@ -100,9 +100,11 @@ def memory_vs_side(
     slow_seconds: float,
     headroom: float = 0.6,
     methods: tuple[str, ...] = METHODS,
+    max_side: dict[str, int] | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Measure every method at every side; returns the rows (:data:`COLUMNS`) and the
-    (method, side) pairs skipped."""
+    """Measure every method at every side up to its ``max_side`` (if given); returns the rows
+    (:data:`COLUMNS`) and the (method, side) pairs skipped."""
+    max_side = max_side or {}
     models = build_models(device, seed)
     rows: list[dict] = []
     skipped: list[str] = []
@@ -110,6 +112,9 @@ def memory_vs_side(
     for side in sides:
         pixels = np.random.default_rng(seed + side).integers(0, 256, (side, side, 3), dtype=np.uint8)
         for method in methods:
+            if side > max_side.get(method, side):
+                skipped.append(f"{method} at {side}: above its largest side {max_side[method]}")
+                continue
             expected_mb = predicted(previous.get(method), side, "peak_memory_mb")
             # the lazy methods also need the uint8 image in host memory, already allocated
             if expected_mb is not None and expected_mb * 2**20 > headroom * available_bytes(device):
