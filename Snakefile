@@ -22,6 +22,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
@@ -31,3 +32,4 @@ rule all:
         attention_figures(),
         curve_figures(),
         prediction_outputs(),
+        paper_figures(),

@@ -75,6 +75,21 @@ def test_complement_distribution():
     assert torch.allclose(complement(torch.tensor([1.0, 0.0, 0.0])), torch.tensor([0.0, 0.5, 0.5]))
 
 
+def test_the_complement_of_any_attention_is_within_1_over_n_of_uniform():
+    """Why the contrastive draw of sub-tiles is nearly uniform (docs/contrastive.md): whatever the
+    attention over n positions, normalise(1 - p) is at most 1/n from uniform in total variation,
+    and a one-hot attention is that far."""
+    generator = torch.Generator().manual_seed(0)
+    for n in (4, 50, 2500):
+        uniform = torch.full((n,), 1.0 / n, dtype=torch.float64)
+        one_hot = torch.zeros(n, dtype=torch.float64)
+        one_hot[0] = 1.0
+        peaked = torch.softmax(torch.randn(n, generator=generator, dtype=torch.float64) * 20, dim=0)
+        for p in (uniform, one_hot, peaked, torch.softmax(torch.randn(n, generator=generator, dtype=torch.float64), 0)):
+            assert 0.5 * (complement(p) - uniform).abs().sum().item() <= 1.0 / n + 1e-12
+        assert 0.5 * (complement(one_hot) - uniform).abs().sum().item() == pytest.approx(1.0 / n)
+
+
 def test_contrastive_loss_is_zero_without_positives():
     model = zoomin()
     images = [random_image(1), random_image(2)]
@@ -103,6 +118,22 @@ def test_contrastive_loss_targets_the_reference_class():
     to_reference = contrastive_loss(model, images, torch.tensor([2]), (1, 2), 1, torch.Generator())
     to_other = contrastive_loss(model, images, torch.tensor([2]), (1, 2), 2, torch.Generator())
     assert to_reference.item() < 0.01 < 9.0 < to_other.item()
+
+
+def test_a_contrastive_example_weighs_as_much_as_one_image_of_the_batch():
+    """One positive among four images: its contrastive cross-entropy counts a quarter, like each
+    image's cross-entropy in the batch mean (the loss divided by the positives weighed it fully)."""
+    model = zoomin()
+    images = [random_image(6), random_image(7), random_image(8), random_image(9)]
+    loss = contrastive_loss(model, images, torch.tensor([0, 1, 0, 0]), (1,), 0, torch.Generator().manual_seed(3))
+    logits = model.contrastive_logits([images[1]], torch.Generator().manual_seed(3))
+    alone = torch.nn.functional.cross_entropy(logits, torch.tensor([0]))
+    assert loss.item() == pytest.approx(alone.item() / 4, rel=1e-5)
+    two = contrastive_loss(model, images, torch.tensor([1, 1, 0, 0]), (1,), 0, torch.Generator().manual_seed(3))
+    pair = model.contrastive_logits(images[:2], torch.Generator().manual_seed(3))
+    assert two.item() == pytest.approx(
+        torch.nn.functional.cross_entropy(pair, torch.tensor([0, 0]), reduction="sum").item() / 4, rel=1e-5
+    )
 
 
 def test_contrastive_tiles_are_drawn_from_the_complement_of_attention():

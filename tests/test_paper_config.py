@@ -12,7 +12,7 @@ import yaml
 
 import zoomin.config as zconfig
 from tests.workflow_helpers import REPO, copy_workflow, snakemake
-from zoomin.tables import RunMetrics, make_table
+from zoomin.tables import RunMetrics, TableRow, make_table
 
 PAPER = REPO / "config" / "paper.yaml"
 
@@ -87,7 +87,7 @@ def test_every_configured_row_has_the_papers_numbers(config):
             assert (ds["block"], method) in rows, (name, method, table)
 
 
-def test_table2_joins_the_paper_numbers(config, tmp_path):
+def test_table2_joins_the_paper_numbers(config, experiment, tmp_path):
     metrics = []
     for method in config["datasets"]["camelyon16"]["methods"]:
         path = tmp_path / "results" / "camelyon16" / method / "s0" / "metrics.json"
@@ -96,9 +96,9 @@ def test_table2_joins_the_paper_numbers(config, tmp_path):
             {"seed": 0, "accuracy": 80.0, "gflops": 1.0, "peak_memory_mb": 50.0, "time_ms": 9.0, "device": "cpu"}
         ))
         metrics.append(RunMetrics("camelyon16", method, "s0", path))
+    rows = [TableRow.from_dict(row) for row in experiment.table_rows("table2")]
     table = make_table(
-        metrics, config["datasets"], config["methods"], REPO / "config" / "paper_table2.csv",
-        tmp_path / "table2.csv", tmp_path / "table2.md",
+        metrics, rows, REPO / "config" / "paper_table2.csv", tmp_path / "table2.csv", tmp_path / "table2.md"
     )
     paper = dict(zip(table.method, table.paper_accuracy))
     assert paper == {"zoomin_lenet": 81.3, "zoomin_res": 82.6, "zoomin_lenet_masks": 88.2, "zoomin_res_masks": 90.8}

@@ -92,6 +92,23 @@ def test_report_embeds_the_attention_figures_and_training_curves(report):
     assert f"Attention on a test image of {dataset}" in caption
 
 
+def test_report_embeds_the_paper_figures_with_captions(report):
+    workdir, results, categories, _ = report
+    figures = set(_in_category(categories, "Figures"))
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    expected = {"results/figures/memory.png", "results/figures/pareto.png", "results/figures/pareto.csv"}
+    expected |= {f"results/figures/errorbars_{d}.png" for d in config["figures"]["errorbars"]}
+    expected |= {f"results/figures/views_{d}.png" for d in config["figures"]["views"]}
+    expected |= {f"results/figures/spearman_{d}.{e}" for d in config["figures"]["spearman"] for e in ("png", "csv")}
+    assert figures == expected, categories
+    for path in sorted(figures):
+        entry = results[path]
+        assert entry["caption"].strip(), f"{path}: empty caption"
+        assert _embedded(entry) == (workdir / path).read_bytes(), path
+    assert "Spearman" in results[f"results/figures/spearman_{config['figures']['spearman'][0]}.png"]["caption"]
+    assert "results/table3.csv" in _in_category(categories, "Tables")
+
+
 def test_workflow_extra_installs_what_the_report_needs():
     """The test environment has pygments anyway (pytest needs it), so the report test above
     cannot notice if ``pip install -e ".[workflow]"`` stops installing it; this does."""

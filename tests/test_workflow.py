@@ -65,6 +65,33 @@ def test_figures_exist(finished_run):
     )
 
 
+FIGURE_RULES = {"plot_memory", "plot_errorbars", "plot_spearman", "plot_views", "plot_pareto"}
+
+
+def test_the_config_tables_and_paper_figures_are_made(finished_run):
+    import yaml
+
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    for name, spec in config["tables"].items():
+        table = pd.read_csv(finished_run / "results" / f"{name}.csv")
+        assert [list(row) for row in zip(table.dataset, table.method)] == spec["rows"]
+        assert set(spec["settings"]) <= set(table.columns)
+        assert (finished_run / "results" / f"{name}.md").read_text().startswith(f"# {spec['title']}")
+    figures = finished_run / "results" / "figures"
+    figure = config["figures"]
+    expected = [f"errorbars_{d}.png" for d in figure["errorbars"]] + [f"views_{d}.png" for d in figure["views"]]
+    expected += [f"spearman_{d}.{ext}" for d in figure["spearman"] for ext in ("png", "csv")]
+    expected += ["pareto.png", "pareto.csv", "memory.png", "memory_scaling.csv"]
+    for name in expected:
+        assert (figures / name).stat().st_size > 100, name
+    scaling = pd.read_csv(figures / "memory_scaling.csv")
+    assert sorted(scaling.image_side.unique()) == figure["memory"]["sides"]
+    pareto = pd.read_csv(figures / "pareto.csv")
+    assert list(pareto.method) == figure["pareto"]["methods"]
+    history = pd.read_csv(finished_run / "results" / "colon" / "zoomin_lenet" / "r0f0" / "history.csv")
+    assert (history.mean_unique_tiles > 0).all() and (history.mean_input_mb > 0).all()
+
+
 def test_second_run_is_a_no_op(finished_run):
     result = snakemake(finished_run, "all", "-n", "--cores", "2", "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stderr
@@ -80,7 +107,11 @@ def _planned_rules(workdir):
 
 def test_editing_plot_and_table_code_reruns_only_figure_and_table_jobs(finished_run):
     """Snakemake compares input checksums, so a mere touch is not a change: the test edits the code."""
-    for name, expected in (("plots.py", {"plot_curves", "plot_attention"}), ("tables.py", {"table"})):
+    for name, expected in (
+        ("plots.py", {"plot_curves", "plot_attention"}),
+        ("tables.py", {"table"}),
+        ("paper_figures.py", FIGURE_RULES),
+    ):
         code = finished_run / "src" / "zoomin" / name
         original = code.read_text()
         code.write_text(original + "\n# edited by test_workflow\n")
@@ -89,7 +120,7 @@ def test_editing_plot_and_table_code_reruns_only_figure_and_table_jobs(finished_
         finally:
             code.write_text(original)
         assert expected <= planned, output
-        assert not {"train", "evaluate", "build_views", "construct_dataset"} & planned, output
+        assert not {"train", "evaluate", "build_views", "construct_dataset", "memory_scaling"} & planned, output
 
 
 def test_predict_rule_gives_the_evaluation_probabilities(finished_run):
@@ -106,3 +137,4 @@ def test_predict_rule_gives_the_evaluation_probabilities(finished_run):
         assert metrics["image_ids"]
         for image_id, expected in zip(metrics["image_ids"], metrics["probabilities"]):
             assert by_id.loc[image_id, columns].tolist() == pytest.approx(expected, abs=1e-7)
+

@@ -24,6 +24,7 @@ import yaml
 from zoomin.errors import ConfigError
 from zoomin.models.registry import MODEL_TYPES
 from zoomin.spec import (
+    SETTING_NAMES,
     TABLES,
     Experiment,
     MeasureConfig,
@@ -64,6 +65,7 @@ def schema() -> dict[str, Any]:
     predict["properties"]["datasets"] = definitions["predict_datasets"]
     predict["description"] = result["properties"]["predict"].get("description", "")
     result["properties"]["predict"] = predict
+    definitions["setting"] = {"type": "string", "enum": sorted(SETTING_NAMES)}
     result["properties"].update(RunSettings.json_schema()["properties"])
     return result
 

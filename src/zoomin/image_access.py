@@ -188,6 +188,40 @@ class InMemoryImage:
         return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+class CountingImage:
+    """An :class:`ImageAccess` that passes every request on to ``image`` and counts the values of
+    what it returned (``values``; float32 each): how much of the image a model instantiated, the
+    quantity the paper's memory analysis counts. Other attributes are those of ``image``."""
+
+    def __init__(self, image: ImageAccess):
+        self.image = image
+        self.values = 0
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+    @property
+    def channels(self) -> int:
+        return self.image.channels
+
+    def view(self, scale: float) -> torch.Tensor:
+        return self._counted(self.image.view(scale))
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return self._counted(self.image.region_view(top, left, size, scale))
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        return self._counted(self.image.patches(centres, size))
+
+    def _counted(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.values += int(tensor.numel())
+        return tensor
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - whatever the wrapped image has
+        return getattr(self.image, name)
+
+
 class DeviceTensorImage:
     """The whole image as one float tensor on a device, the way the published ATS code holds it.
 

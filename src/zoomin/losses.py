@@ -3,7 +3,8 @@
 * :func:`cross_entropy` -- (class-weighted) cross-entropy of the image-level prediction.
 * :func:`entropy_regulariser` -- ``-lambda * mean(entropy)``: rewards spread-out attention.
 * :func:`contrastive_loss` -- in-sample contrastive loss: images of a positive class, represented
-  by their LOW-attention sub-tiles (``model.contrastive_logits``), are pushed to the reference class.
+  by their LOW-attention sub-tiles (``model.contrastive_logits``), are pushed to the reference class;
+  one contrastive example per positive image, weighted as one image of the batch.
 * :func:`mask_mse` / :func:`attention_mask_loss` -- MSE between attention maps and pixel
   annotations area-averaged onto the attention grid.
 * :func:`total_loss` -- all of the above from one :class:`LossConfig`, plus the model's own
@@ -44,9 +45,17 @@ def contrastive_loss(
     reference_class: int,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """CE of ``model.contrastive_logits`` for the images whose label is in ``positive_classes``,
-    against ``reference_class``. Zero when no image of the batch is positive or the model has no
-    contrastive branch (CNNs)."""
+    """The in-sample contrastive loss of a batch (docs/method.md §9.3).
+
+    Each image whose label is in ``positive_classes`` gives one contrastive example,
+    ``model.contrastive_logits`` of its low-attention sub-tiles, whose cross-entropy against
+    ``reference_class`` is summed and divided by the number of images in the BATCH: a contrastive
+    example weighs what one image's term of the (batch-mean) cross-entropy weighs. This is the
+    paper's "half" of a complete contrastive cross-entropy, whose other half would give every
+    reference-class image a contrastive example too. (Dividing by the number of positive images
+    instead weighed the lone contrastive example of a batch of one positive and three negatives as
+    much as all four images' cross-entropy.) Zero when no image of the batch is positive or the
+    model has no contrastive branch (CNNs)."""
     positive = [i for i, label in enumerate(labels.tolist()) if label in set(positive_classes)]
     zero = torch.zeros((), device=labels.device)
     if not positive:
@@ -55,7 +64,7 @@ def contrastive_loss(
     if logits is None:
         return zero
     targets = torch.full((len(positive),), reference_class, dtype=torch.long, device=logits.device)
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction="sum") / len(labels)
 
 
 def mask_target(mask: torch.Tensor, shape: Sequence[int], normalise: bool = True) -> torch.Tensor:

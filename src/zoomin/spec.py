@@ -6,6 +6,11 @@ settings, with every default filled in. ``Experiment.run(dataset, method, run)``
 :class:`RunSpec` of one training run, which the Snakemake rules, the ``zoomin`` command line and
 the benchmarks all hand to :func:`zoomin.training.train` and :func:`zoomin.evaluation.evaluate`.
 
+Which runs exist: every method of a dataset's ``methods`` (its Table 1 or 2 block), plus the
+``(dataset, method)`` rows of the config's ``tables:`` block (:class:`TableSpec`) and what its
+``figures:`` block names (:class:`FiguresSpec`); a method on a dataset is one set of runs wherever
+it appears (:meth:`Experiment.trained`).
+
 Every default is written once, in the records below (:class:`TrainingConfig`, :class:`MeasureConfig`,
 :class:`RunSettings`, :class:`TrainResources`) or in the model registry's parameter records;
 the config schema is generated from them. Training settings merge in this order:
@@ -18,18 +23,19 @@ No torch here (the Snakefile imports this module to plan the DAG).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from zoomin.errors import ConfigError
-from zoomin.models.registry import ModelParams, model_type
+from zoomin.models.registry import MODEL_TYPES, ModelParams, model_type
 from zoomin.params import ParamError, Params, param
 from zoomin.runs import parse_run, run_ids, run_seed
 
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLING_AT_TEST = ("sample", "topk")
-TABLES = ("table1", "table2")
+TABLES = ("table1", "table2")  # the tables a dataset's `table:` puts its block in (rows: its methods)
 DEFAULT_SLIDE_TILE = 256  # tissue-tile side of a slide cache when no model of the dataset sets one
 
 
@@ -198,7 +204,7 @@ class MethodSpec:
 class DatasetSpec:
     name: str
     block: str
-    table: str
+    table: str | None  # None: in no per-dataset table; its runs come from `tables:` and `figures:`
     source: str
     runs: tuple[str, ...]
     n_folds: int | None
@@ -208,6 +214,58 @@ class DatasetSpec:
     training: dict[str, Any]
     construct: dict[str, Any]
     download: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One results table: its ``(dataset, method)`` rows, in order, and the run settings shown as
+    columns beside the numbers (fields of the model's parameters or of the training settings).
+
+    Table 1 and Table 2 are made from the datasets' ``table:`` key (each dataset a block, its
+    ``methods`` the rows); every other table from the config's ``tables:`` block."""
+
+    name: str
+    title: str
+    rows: tuple[tuple[str, str], ...]
+    settings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParetoSpec:
+    """Accuracy against peak inference memory of ``methods`` on ``dataset`` (results/figures/pareto.*)."""
+
+    dataset: str
+    methods: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MemoryFigureSpec:
+    """Figure 4 (results/figures/memory.png): left, tiles and input memory per image during the
+    training runs of ``methods`` on ``dataset``; right, peak inference memory against image side,
+    measured at ``sides`` (px) with the colon settings of the paper; the full-resolution CNN, whose
+    cost grows with the image's area (a minute per pass at 4000 px on a CPU), up to ``cnn_max_side``."""
+
+    dataset: str
+    methods: tuple[str, ...]
+    sides: tuple[int, ...] = (500, 1000, 2000, 4000)
+    cnn_max_side: int = 2000
+
+
+@dataclass(frozen=True)
+class FiguresSpec:
+    """Which figures the workflow draws, beyond the per-run training curves.
+
+    ``attention_method`` draws ``attention_<dataset>.png`` (Fig. 3/6), Fig. 7
+    (``spearman_<dataset>``, for the datasets in ``spearman``, which must have masks) and Fig. 8
+    (``views_<dataset>``, the views the model sees, for the datasets in ``views``);
+    ``errorbars`` lists the datasets of Fig. 5 (accuracy per run of their table methods)."""
+
+    attention_method: str | None = None
+    errorbars: tuple[str, ...] = ()
+    spearman: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+    pareto: ParetoSpec | None = None
+    memory: MemoryFigureSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +282,8 @@ class Experiment:
     attention_method: str | None
     predict: PredictSettings = field(default_factory=PredictSettings)
     predictions: tuple[PredictionTarget, ...] = ()
+    figures: FiguresSpec = field(default_factory=FiguresSpec)
+    extra_tables: dict[str, TableSpec] = field(default_factory=dict)  # the config's `tables:` block
 
     # ------------------------------------------------------------------ per (dataset, method)
     def model(self, dataset: str, method: str) -> ModelSpec:
@@ -262,8 +322,10 @@ class Experiment:
     def run(self, dataset: str, method: str, run: str) -> RunSpec:
         """The :class:`RunSpec` of one run."""
         ds = self.datasets[dataset]
-        if method not in ds.methods:
-            raise ConfigError(f"datasets.{dataset}.methods", f"method '{method}' is not listed")
+        if method not in self.methods_of(dataset):
+            raise ConfigError(
+                f"datasets.{dataset}.methods", f"method '{method}' is not listed (nor in a table or figure)"
+            )
         if run not in ds.runs:
             raise ConfigError(f"datasets.{dataset}.runs", f"run '{run}' is not one of {', '.join(ds.runs)}")
         return RunSpec(
@@ -284,7 +346,7 @@ class Experiment:
         """View scales below 1 to cache: the whole-image views of every method, and for image
         datasets the region views too (slides read those from the slide)."""
         scales: set[float] = set()
-        for method in self.datasets[dataset].methods:
+        for method in self.methods_of(dataset):
             params = self.model(dataset, method).params
             scales.update(params.view_scales())
             if not slides:
@@ -293,14 +355,92 @@ class Experiment:
 
     def slide_tile_size(self, dataset: str) -> int:
         """Tissue-tile side of the dataset's slide caches: the first method's that sets one."""
-        for method in self.datasets[dataset].methods:
+        for method in self.methods_of(dataset):
             size = self.model(dataset, method).params.slide_tile_size()
             if size is not None:
                 return size
         return DEFAULT_SLIDE_TILE
 
+    def methods_of(self, dataset: str) -> tuple[str, ...]:
+        """Every method trained on ``dataset``: its own ``methods`` (its table rows), then those the
+        config's tables and figures add. A method on a dataset is one set of runs wherever it
+        appears (Table 4's default row is Table 1's run)."""
+        names = list(self.datasets[dataset].methods)
+        for pair_dataset, method in self._extra_pairs():
+            if pair_dataset == dataset and method not in names:
+                names.append(method)
+        return tuple(names)
+
+    def trained(self) -> list[tuple[str, str]]:
+        """Every trained ``(dataset, method)``, datasets in config order."""
+        return [(dataset, method) for dataset in self.datasets for method in self.methods_of(dataset)]
+
+    def _extra_pairs(self) -> list[tuple[str, str]]:
+        pairs = [row for table in self.extra_tables.values() for row in table.rows]
+        figures = self.figures
+        for spec in (figures.pareto, figures.memory):
+            if spec is not None:
+                pairs += [(spec.dataset, method) for method in spec.methods]
+        if figures.attention_method is not None:
+            pairs += [(dataset, figures.attention_method) for dataset in (*figures.spearman, *figures.views)]
+        return pairs
+
     def tables(self) -> list[str]:
-        return sorted({ds.table for ds in self.datasets.values()})
+        """Names of every table: those of the datasets' ``table:`` key, then the config's ``tables:``."""
+        return sorted({ds.table for ds in self.datasets.values() if ds.table is not None}) + list(self.extra_tables)
+
+    def table(self, name: str) -> TableSpec:
+        """The :class:`TableSpec` of table ``name``."""
+        if name in self.extra_tables:
+            return self.extra_tables[name]
+        rows = tuple((d, m) for d, ds in self.datasets.items() if ds.table == name for m in ds.methods)
+        if not rows:
+            raise ConfigError("tables", f"no table '{name}' (known: {', '.join(self.tables())})")
+        return TableSpec(name, f"Table {name.removeprefix('table')}", rows)
+
+    def table_rows(self, name: str) -> list[dict[str, Any]]:
+        """The rows of table ``name`` as plain data (:class:`zoomin.tables.TableRow` fields): dataset,
+        method, block, label and the values of the table's settings for that run."""
+        table = self.table(name)
+        return [
+            {
+                "dataset": dataset,
+                "method": method,
+                "block": self.datasets[dataset].block,
+                "label": self.methods[method].label,
+                "settings": {setting: self.setting(dataset, method, setting) for setting in table.settings},
+            }
+            for dataset, method in table.rows
+        ]
+
+    def table_runs(self, name: str) -> list[tuple[str, str, str]]:
+        """``(dataset, method, run)`` of every run whose metrics go into table ``name``."""
+        return [(d, m, run) for d, m in self.table(name).rows for run in self.datasets[d].runs]
+
+    def runs_of(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
+        """``(dataset, method, run)`` of every run of the given ``(dataset, method)`` pairs."""
+        return [(d, m, run) for d, m in pairs for run in self.datasets[d].runs]
+
+    def setting(self, dataset: str, method: str, name: str) -> Any:
+        """A run setting of ``method`` on ``dataset`` as it takes effect: a model parameter, else a
+        training setting (``contrastive_start`` is None for models without the contrastive branch)."""
+        model = self.model(dataset, method)
+        params = model.params.to_dict()
+        if name in params:
+            return params[name]
+        if name == "contrastive_start" and not model_type(model.type).contrastive:
+            return None
+        return self.training(dataset, method).to_dict().get(name)
+
+
+def _setting_names() -> frozenset[str]:
+    names = {f.name for f in dataclasses.fields(TrainingConfig)}
+    for record in MODEL_TYPES.values():
+        names.update(f.name for f in dataclasses.fields(record.params))
+    return frozenset(names)
+
+
+SETTING_NAMES = _setting_names()  # what a table's `settings:` may name
 
 
 def _record(cls: type[Params], values: Any, key: str) -> Any:
@@ -331,7 +471,10 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
             raise ConfigError(f"methods.{name}.model", error.problem) from None
     datasets = {}
     for name, ds in config["datasets"].items():
-        for method in ds["methods"]:
+        table = ds.get("table", "table1")
+        if table is not None and not ds.get("methods"):
+            raise ConfigError(f"datasets.{name}.methods", f"a dataset in {table} needs at least one method")
+        for method in ds.get("methods") or ():
             if method not in methods:
                 raise ConfigError(
                     f"datasets.{name}.methods", f"unknown method '{method}' (known: {', '.join(methods)})"
@@ -340,22 +483,21 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         datasets[name] = DatasetSpec(
             name=name,
             block=ds["block"],
-            table=ds.get("table", "table1"),
+            table=table,
             source=ds["source"],
             runs=tuple(run_ids(runs, f"datasets.{name}.runs")),
             n_folds=int(runs["folds"]) if "folds" in runs else None,
-            methods=tuple(ds["methods"]),
+            methods=tuple(ds.get("methods") or ()),
             reference_class=ds.get("reference_class"),
             model_params={key: dict(value or {}) for key, value in (ds.get("model_params") or {}).items()},
             training=dict(ds.get("training") or {}),
             construct=dict(ds.get("construct") or {}),
             download=dict(ds.get("download") or {}),
         )
-    figures = config.get("figures") or {}
-    attention_method = figures.get("attention_method")
-    if attention_method is not None and attention_method not in methods:
-        raise ConfigError("figures.attention_method", f"unknown method '{attention_method}'")
     predict = config.get("predict") or {}
+    figures = _figures(config.get("figures") or {}, methods, datasets)
+    attention_method = figures.attention_method
+    extra_tables = _tables(config.get("tables") or {}, methods, datasets)
     result = Experiment(
         seed=int(config["seed"]),
         settings=_record(RunSettings, {k: config[k] for k in ("device", "mixed_precision") if k in config}, ""),
@@ -367,11 +509,17 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         attention_method=attention_method,
         predict=_record(PredictSettings, {k: v for k, v in predict.items() if k != "datasets"}, "predict"),
         predictions=_prediction_targets(predict.get("datasets") or {}, datasets),
+        figures=figures,
+        extra_tables=extra_tables,
     )
-    for name, ds in datasets.items():
-        for method in ds.methods:
-            result.model(name, method)
-            result.training(name, method)
+    for name, method in result.trained():
+        result.model(name, method)
+        result.training(name, method)
+    for table in extra_tables.values():
+        for setting in table.settings:
+            if setting not in SETTING_NAMES:
+                known = ", ".join(sorted(SETTING_NAMES))
+                raise ConfigError(f"tables.{table.name}.settings", f"unknown setting '{setting}' (known: {known})")
     return result
 
 
@@ -395,3 +543,61 @@ def _prediction_targets(blocks: Mapping[str, Any], datasets: Mapping[str, Datase
         inputs = tuple(str(path) for path in block["inputs"])
         targets.extend(PredictionTarget(name, method, run, inputs) for method in methods for run in runs)
     return tuple(targets)
+def _known(kind: str, name: str, known: Mapping[str, Any], key: str) -> str:
+    if name not in known:
+        raise ConfigError(key, f"unknown {kind} '{name}' (known: {', '.join(known)})")
+    return name
+
+
+def _tables(
+    block: Mapping[str, Any], methods: Mapping[str, Any], datasets: Mapping[str, DatasetSpec]
+) -> dict[str, TableSpec]:
+    """The config's ``tables:`` block as :class:`TableSpec` records, every row checked."""
+    tables = {}
+    for name, table in block.items():
+        if name in TABLES:
+            raise ConfigError(
+                f"tables.{name}", f"{name} is made from the datasets' `table:` key; give this table another name"
+            )
+        rows = []
+        for i, (dataset, method) in enumerate(table["rows"]):
+            _known("dataset", dataset, datasets, f"tables.{name}.rows[{i}]")
+            _known("method", method, methods, f"tables.{name}.rows[{i}]")
+            if (dataset, method) in rows:
+                raise ConfigError(f"tables.{name}.rows[{i}]", f"row [{dataset}, {method}] is listed twice")
+            rows.append((dataset, method))
+        tables[name] = TableSpec(name, table["title"], tuple(rows), tuple(table.get("settings") or ()))
+    return tables
+
+
+def _figures(block: Mapping[str, Any], methods: Mapping[str, Any], datasets: Mapping[str, DatasetSpec]) -> FiguresSpec:
+    """The config's ``figures:`` block as a :class:`FiguresSpec`, every name checked."""
+    attention = block.get("attention_method")
+    if attention is not None:
+        _known("method", attention, methods, "figures.attention_method")
+    lists = {}
+    for key in ("errorbars", "spearman", "views"):
+        lists[key] = tuple(_known("dataset", d, datasets, f"figures.{key}") for d in block.get(key) or ())
+        if lists[key] and key != "errorbars" and attention is None:
+            raise ConfigError(f"figures.{key}", "needs figures.attention_method (the model whose attention is drawn)")
+    for dataset in lists["errorbars"]:
+        if datasets[dataset].table is None:
+            raise ConfigError("figures.errorbars", f"dataset '{dataset}' is in no table (its `table:` is null)")
+    pareto = memory = None
+    if block.get("pareto"):
+        spec = block["pareto"]
+        pareto = ParetoSpec(
+            _known("dataset", spec["dataset"], datasets, "figures.pareto.dataset"),
+            tuple(_known("method", m, methods, "figures.pareto.methods") for m in spec["methods"]),
+        )
+    if block.get("memory"):
+        spec = block["memory"]
+        given = {"sides": tuple(int(side) for side in spec["sides"])} if "sides" in spec else {}
+        if "cnn_max_side" in spec:
+            given["cnn_max_side"] = int(spec["cnn_max_side"])
+        memory = MemoryFigureSpec(
+            _known("dataset", spec["dataset"], datasets, "figures.memory.dataset"),
+            tuple(_known("method", m, methods, "figures.memory.methods") for m in spec["methods"]),
+            **given,
+        )
+    return FiguresSpec(attention, lists["errorbars"], lists["spearman"], lists["views"], pareto, memory)

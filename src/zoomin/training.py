@@ -6,6 +6,11 @@ Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, RNG sta
 the run's checkpoint folder, which lies outside the rule's outputs; a re-run after a kill resumes
 from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
 model kept is the one with the best validation accuracy (the last epoch without a validation set).
+
+Besides the loss parts and accuracies, each epoch's history row records what the forward passes
+instantiated per training image (paper Fig. 4): ``mean_input_mb``, the image values read (views,
+tiles' stage-2 views, sub-tiles or patches; float32 MB), and for two-stage models
+``mean_unique_tiles``, the distinct tiles drawn.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from zoomin.checkpoints import load_checkpoint, save_checkpoint, stale_reason
 from zoomin.data.splits import RunData, Subset, load_run_data
 from zoomin.device import choose_device
 from zoomin.errors import UserError
+from zoomin.image_access import CountingImage
 from zoomin.inference import accuracy
+from zoomin.models.output import ModelOutput
 from zoomin.models.registry import model_type
 from zoomin.runs import TRAINING_DRAWS
 from zoomin.spec import RunSpec, TrainingConfig
@@ -159,14 +166,18 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
         loss_config = replace(loss_config, contrastive=True)
     parts_sum: dict[str, float] = {}
     correct = seen = 0
+    input_values = 0  # float32 values of the images the forward passes read (views, tiles, sub-tiles)
+    unique_tiles: list[int] = []  # per image: distinct stage-1 cells drawn (two-stage models)
     logit_spreads = []  # per batch of two or more images; one image says nothing about it
     autocast = spec.settings.mixed_precision and trainer.device.type == "cuda"
     for batch in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=5):
-        images = [data.train.image(i) for i in batch]
+        images = [CountingImage(data.train.image(i)) for i in batch]
         labels = torch.tensor([data.train.label(i) for i in batch], device=trainer.device)
         masks = batch_masks(data.train, batch) if loss_config.mask_weight > 0 else None
         with torch.autocast(trainer.device.type, enabled=autocast):
             out = model(images, generator=trainer.sample_rng)
+            input_values += sum(image.values for image in images)  # before the contrastive pass reads more
+            unique_tiles += tiles_opened(out)
             parts = losses.total_loss(
                 out, labels, loss_config, model=model, images=images, generator=trainer.sample_rng, masks=masks
             )
@@ -200,7 +211,15 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
         "lr": trainer.scheduler.get_last_lr()[0],
         "seconds": time.perf_counter() - started,
         **{f"mean_{name}": total / seen for name, total in parts_sum.items() if name != "total"},
+        "mean_input_mb": input_values * 4 / 2**20 / seen,
+        "mean_unique_tiles": sum(unique_tiles) / len(unique_tiles) if unique_tiles else math.nan,
     }
+
+
+def tiles_opened(output: ModelOutput) -> list[int]:
+    """Per image, how many distinct stage-1 cells (tiles) the model drew and read at the stage-2
+    scale; empty for models without per-cell draw counts (one-stage models, CNNs)."""
+    return [int((a.counts > 0).sum()) for a in output.attention if a.counts is not None]
 
 
 def _warn_if_collapsed(spec: RunSpec, epoch: int, logit_spreads: list[float], state: dict[str, Any]) -> None:

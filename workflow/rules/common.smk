@@ -3,6 +3,7 @@
 # Everything a rule needs to know about a dataset, a method or a run comes from the typed
 # Experiment that zoomin.config.prepare builds from the config (zoomin/spec.py); facts about a
 # model type come from the model registry, facts about a data source from the source registry.
+import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import zoomin.config
 from zoomin.data.sources import download_options, get_source
 from zoomin.errors import ConfigError
+from zoomin.models.registry import model_type
 
 try:
     EXP = zoomin.config.prepare(config)
@@ -51,36 +53,44 @@ def run_spec(wildcards):
     return EXP.run(wildcards.dataset, wildcards.method, wildcards.run).to_dict()
 
 
-def runs_of(table):
-    """(dataset, method, run) of every run whose metrics go into ``table``."""
-    return [
-        (dataset, method, run)
-        for dataset, ds in EXP.datasets.items()
-        if ds.table == table
-        for method in ds.methods
-        for run in ds.runs
-    ]
+def metrics_of(runs):
+    """The metrics files of (dataset, method, run) triples."""
+    return [f"{RUN}/metrics.json".format(dataset=d, method=m, run=r) for d, m, r in runs]
 
 
 def table_outputs():
     return [f"results/{table}.{ext}" for table in EXP.tables() for ext in ("csv", "md")]
 
 
+def paper_numbers(wildcards):
+    """The paper's numbers of a table, config/paper_<table>.csv, if the config directory has one."""
+    path = f"config/paper_{wildcards.table}.csv"
+    return [path] if os.path.exists(path) else []
+
+
 def attention_figures():
     return [
         f"results/figures/attention_{dataset}.png"
-        for dataset, ds in EXP.datasets.items()
-        if EXP.attention_method in ds.methods
+        for dataset, method in EXP.trained()
+        if method == EXP.attention_method
     ]
 
 
 def curve_figures():
-    return [
-        f"results/{dataset}/{method}/{run}/curves.png"
-        for dataset, ds in EXP.datasets.items()
-        for method in ds.methods
-        for run in ds.runs
-    ]
+    return [f"{RUN}/curves.png".format(dataset=d, method=m, run=r) for d, m, r in EXP.runs_of(EXP.trained())]
+
+
+def paper_figures():
+    """Figures 4, 5, 7 and 8 and the Pareto sweep, as the config's `figures:` block asks."""
+    figures = EXP.figures
+    out = [f"results/figures/errorbars_{dataset}.png" for dataset in figures.errorbars]
+    out += [f"results/figures/spearman_{dataset}.{ext}" for dataset in figures.spearman for ext in ("png", "csv")]
+    out += [f"results/figures/views_{dataset}.png" for dataset in figures.views]
+    if figures.pareto is not None:
+        out += ["results/figures/pareto.png", "results/figures/pareto.csv"]
+    if figures.memory is not None:
+        out += ["results/figures/memory.png"]
+    return out
 
 
 def attention_run(wildcards):
@@ -132,3 +142,25 @@ def prediction_inputs(wildcards):
         if needed not in inputs:
             inputs.append(needed)
     return inputs
+# ---------------------------------------------------------------- figures (figures.smk)
+def method_facts():
+    """Label and model type of every method, for the figure adapters."""
+    return {name: {"label": m.label, "model": m.model} for name, m in EXP.methods.items()}
+
+
+def dataset_runs(dataset, methods):
+    return EXP.runs_of([(dataset, method) for method in methods])
+
+
+def attention_runs(dataset):
+    return dataset_runs(dataset, [EXP.attention_method])
+
+
+def two_stage_tile(dataset, methods):
+    """Tile side of the first two-stage model among ``methods`` (Figure 4 marks how many tiles an
+    image has); None if there is none."""
+    for method in methods:
+        spec = EXP.model(dataset, method)
+        if model_type(spec.type).attention == "two-stage":
+            return spec.params.tile
+    return None

@@ -10,8 +10,8 @@ localrules:
 
 rule table:
     input:
-        metrics=lambda wc: [f"results/{d}/{m}/{r}/metrics.json" for d, m, r in runs_of(wc.table)],
-        paper="config/paper_{table}.csv",
+        metrics=lambda wc: metrics_of(EXP.table_runs(wc.table)),
+        paper=paper_numbers,
         code=code_of("zoomin.tables"),
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
@@ -23,13 +23,9 @@ rule table:
     conda:
         "../../envs/zoomin.yaml"
     params:
-        runs=lambda wc: runs_of(wc.table),
-        datasets=lambda wc: {
-            d: {"block": ds.block, "methods": list(ds.methods)}
-            for d, ds in EXP.datasets.items()
-            if ds.table == wc.table
-        },
-        methods={name: {"label": m.label} for name, m in EXP.methods.items()},
+        runs=lambda wc: EXP.table_runs(wc.table),
+        rows=lambda wc: EXP.table_rows(wc.table),
+        title=lambda wc: EXP.table(wc.table).title,
     script:
         "../scripts/make_table.py"
 

@@ -1,14 +1,13 @@
 """Snakemake adapter: aggregate the runs' metrics into a table (CSV + Markdown)."""
 from pathlib import Path
 
-from zoomin.tables import RunMetrics, make_table
+from zoomin.tables import RunMetrics, TableRow, make_table
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 runs = [RunMetrics(*identity, Path(path)) for identity, path in zip(sm.params.runs, sm.input.metrics)]
+rows = [TableRow.from_dict(row) for row in sm.params.rows]
+paper = sm.input.paper[0] if sm.input.paper else None
 run_script(
-    sm,
-    lambda: make_table(
-        runs, dict(sm.params.datasets), dict(sm.params.methods), sm.input.paper, Path(sm.output.csv), Path(sm.output.md)
-    ),
+    sm, lambda: make_table(runs, rows, paper, Path(sm.output.csv), Path(sm.output.md), sm.params.title)
 )

@@ -5,8 +5,10 @@ by a dense cluster of nuclei -- the place a low-resolution view points at, in bo
 positive image the nuclei of one gland are epithelial (textured chromatin, same size and mean colour);
 in a negative image every gland is a decoy of plain nuclei. By default a positive image's other glands
 are epithelial too (``epithelial_fraction``), as epithelium fills whole glands in the real images.
-Classes [negative, positive], balanced,
-split ``all`` (cross-validation, as in the paper).
+With ``masks: true``
+a positive image gets a mask of its epithelial nuclei (a disc around each, as the real dataset's
+point annotations are turned into masks). Classes [negative, positive], balanced, split ``all``
+(cross-validation, as in the paper).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from zoomin.data.synthetic import histology
 from zoomin.data.synthetic.common import Rendered, StandIn
-from zoomin.data.synthetic.drawing import place_circles, to_uint8
+from zoomin.data.synthetic.drawing import disc_mask, place_circles, to_uint8
 from zoomin.errors import ConfigError
 
 DEFAULTS: dict[str, Any] = {
@@ -27,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "epithelial_fraction": 1.0,  # in positives, the chance that each further gland is epithelial too
     "scatter_density": 7.0e-4,  # plain nuclei per px^2 outside glands
     "positive_fraction": 0.51,
+    "masks": False,  # write a mask per positive image: a disc around each epithelial nucleus
+    "mask_radius": 6.0,  # px, as the real source's masks (zoomin.data.sources.colon_cancer)
 }
 
 
@@ -63,13 +67,19 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
     scattered = histology.scatter_points(rng, size, size, n_scatter, keep_out)
     histology.paint_nuclei(canvas, rng, scattered, textured=False)
     objects = np.zeros((0, 2))
+    epithelium = np.zeros((0, 2))
     for index, ((cy, cx), radius) in enumerate(zip(centres, radii)):
         deciding = index == 0
         epithelial = label == "positive" and (deciding or rng.uniform() < params["epithelial_fraction"])
         nuclei = paint_gland(canvas, rng, cy, cx, radius, textured=epithelial)
         if deciding or epithelial:  # the deciding gland's nuclei are the object, decoy or not
             objects = np.concatenate([objects, nuclei])
-    return Rendered(pixels=to_uint8(canvas), objects=objects)
+        if epithelial:
+            epithelium = np.concatenate([epithelium, nuclei])
+    mask = None
+    if params["masks"] and label == "positive":  # drawn after the image: it takes no random numbers
+        mask = disc_mask(size, size, epithelium, params["mask_radius"])
+    return Rendered(pixels=to_uint8(canvas), mask=mask, objects=objects)
 
 
 STAND_IN = StandIn(

@@ -50,6 +50,18 @@ def ellipse_alpha(ys: np.ndarray, xs: np.ndarray, ry: float, rx: float, angle: f
     return np.clip((1.0 - distance) * min(ry, rx) + 0.5, 0.0, 1.0).astype(np.float32)
 
 
+def disc_mask(height: int, width: int, centres: np.ndarray, radius: float) -> np.ndarray:
+    """uint8 HxW mask (0/255) with a disc of ``radius`` px around each full-resolution (y, x) centre,
+    the way point annotations (e.g. CRCHistoPhenotypes' nucleus centres) are turned into masks."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(mask)
+    for y, x in np.asarray(centres, dtype=float).reshape(-1, 2):
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=255)
+    return np.asarray(mask).copy()
+
+
 def blend(canvas: np.ndarray, rows: slice, cols: slice, alpha: np.ndarray, fill: np.ndarray) -> None:
     """canvas[rows, cols] <- (1 - alpha) * canvas + alpha * fill, in place."""
     region = canvas[rows, cols]

@@ -5,7 +5,8 @@ x3, bilinear) and placed without overlap on a large black canvas. A positive ima
 ``target_digit`` plus distractors of other classes; a negative image holds the same number of
 digits, all distractors. Digits with an even index in the set draw train/val images, odd ones test
 images, so test digits are unseen. At low resolution every digit is the same grey smudge: the signal
-vanishes. Classes [negative, positive], balanced, split train/val/test.
+vanishes. With ``masks: true`` a positive image gets a mask of its target digit's pixels. Classes
+[negative, positive], balanced, split train/val/test.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "digit_scale": 3,  # 8x8 digits become (8*scale)x(8*scale)
     "min_digits": 3,
     "max_digits": 8,
+    "masks": False,  # write a mask of the target digit's pixels for each positive image
 }
 
 
@@ -68,13 +70,18 @@ def render(rng: np.random.Generator, label: str, split: str, params: dict[str, A
         chosen[0] = int(rng.choice(digit_pool(split, True, target)))
     centres = place_circles(rng, size, size, [side * 0.75] * count, margin=2.0)
     canvas = np.zeros((size, size), dtype=np.uint8)
-    for index, (cy, cx) in zip(chosen, centres):
+    mask = np.zeros((size, size), dtype=np.uint8) if params["masks"] and label == "positive" else None
+    for number, (index, (cy, cx)) in enumerate(zip(chosen, centres)):
         digit = Image.fromarray(images[index]).resize((side, side), Image.Resampling.BILINEAR)
         top, left = int(cy - side / 2), int(cx - side / 2)
         region = canvas[top : top + side, left : left + side]
-        np.maximum(region, np.asarray(digit)[: region.shape[0], : region.shape[1]], out=region)
+        pixels = np.asarray(digit)[: region.shape[0], : region.shape[1]]
+        np.maximum(region, pixels, out=region)
+        if mask is not None and number == 0:  # the target digit: its inked pixels
+            mask[top : top + side, left : left + side][pixels > 0] = 255
     return Rendered(
         pixels=np.repeat(canvas[:, :, None], 3, axis=2),
+        mask=mask,
         objects=np.array(centres[:1], dtype=float),
     )
 

@@ -1,0 +1,193 @@
+"""Drawing the paper's other figures from prepared data: Figures 4, 5, 7, 8 and the Pareto sweep.
+
+Each function takes the numbers (pandas frames, arrays) and writes one PNG; what goes into them
+is computed by :mod:`zoomin.figure_data`, :mod:`zoomin.agreement` and :mod:`zoomin.figures`.
+Editing this file re-runs only the figure rules (they list it as an input), never training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from zoomin.atomic import atomic_path  # noqa: E402
+from zoomin.figure_data import front_steps  # noqa: E402
+
+PAPER_COLOUR = "#c0392b"
+PLAIN = matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}")  # log axes labelled 2.5, not 2.5x10^0
+
+
+def plot_memory(
+    history: pd.DataFrame, scaling: pd.DataFrame, out_png: str | Path, tiles_in_image: float | None = None,
+    title: str = "",
+) -> None:
+    """Figure 4: tiles opened and input memory per image during training (per epoch), and peak
+    inference memory against image side."""
+    fig, (ax_tiles, ax_input, ax_side) = plt.subplots(1, 3, figsize=(15, 4.2))
+    tiles = history[history.mean_unique_tiles.notna()] if "mean_unique_tiles" in history else history.iloc[:0]
+    if len(tiles):
+        sns.lineplot(tiles, x="epoch", y="mean_unique_tiles", hue="label", errorbar="sd", marker="o", ax=ax_tiles)
+        if tiles_in_image:
+            ax_tiles.axhline(tiles_in_image, ls="--", c="grey", lw=1, label=f"tiles in an image ({tiles_in_image:g})")
+        ax_tiles.set_ylim(bottom=0)
+        ax_tiles.legend(fontsize="small")
+    ax_tiles.set(title="distinct tiles opened per image (training)", ylabel="tiles")
+    if "mean_input_mb" in history and len(history):
+        sns.lineplot(history, x="epoch", y="mean_input_mb", hue="label", errorbar="sd", marker="o", ax=ax_input)
+        ax_input.set_ylim(bottom=0)
+        ax_input.legend(fontsize="small")
+    ax_input.set(title="image values read per image (training)", ylabel="MB (float32)")
+    for ax in (ax_tiles, ax_input):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(scaling):
+        sns.lineplot(scaling, x="image_side", y="peak_memory_mb", hue="method", marker="o", ax=ax_side)
+        ax_side.set_xscale("log")
+        ax_side.set_yscale("log")
+        sides = sorted(scaling.image_side.unique())
+        ax_side.set_xticks(sides, [str(s) for s in sides])
+        ax_side.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax_side.yaxis.set_major_formatter(PLAIN)
+        ax_side.yaxis.set_minor_formatter(PLAIN)
+        ax_side.legend(fontsize="small")
+    ax_side.set(title="peak inference memory, batch 1", xlabel="image side (px)", ylabel="MB")
+    ax_side.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_errorbars(runs: pd.DataFrame, paper: pd.DataFrame | None, out_png: str | Path, title: str = "") -> None:
+    """Figure 5: test accuracy per method, mean ± std over runs, each run as a dot; the paper's
+    mean ± std beside it where the paper has the method."""
+    order = list(dict.fromkeys(runs.label))
+    fig, ax = plt.subplots(figsize=(1.6 * max(len(order), 2) + 2, 4))
+    sns.stripplot(runs, x="label", y="accuracy", order=order, color="grey", alpha=0.6, jitter=0.08, ax=ax)
+    sns.pointplot(
+        runs, x="label", y="accuracy", order=order, errorbar="sd", capsize=0.06, linestyle="none",
+        marker="o", color="black", ax=ax, label="this workflow (mean ± std)",
+    )
+    if paper is not None and len(paper):
+        positions = {label: i for i, label in enumerate(order)}
+        shown = paper[paper.label.isin(positions)]
+        ax.errorbar(
+            [positions[label] + 0.2 for label in shown.label], shown.paper_accuracy,
+            yerr=shown.paper_accuracy_std.fillna(0.0), fmt="D", color=PAPER_COLOUR, capsize=4,
+            label="paper (mean ± std)",
+        )
+    ax.set(xlabel="", ylabel="test accuracy (%)", ylim=(-2, 102), title=title)
+    ax.axhline(50, ls=":", c="grey", lw=1)
+    ax.legend(fontsize="small", loc="lower right")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_spearman(tiles: pd.DataFrame, summary: pd.DataFrame, out_png: str | Path, title: str = "") -> None:
+    """Figure 7: per tile, stage-1 attention against the fraction of the tile that is object, with
+    a regression line and Spearman's rho (all tiles of annotated images; tiles with object)."""
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    sns.regplot(tiles, x="coverage", y="attention", ax=ax, scatter_kws={"s": 12, "alpha": 0.5}, line_kws={"lw": 1.5})
+    rho = dict(zip(summary.cells, summary.spearman_rho))
+    count = dict(zip(summary.cells, summary.tiles))
+    ax.set(
+        xlabel="fraction of the tile covered by the annotation",
+        ylabel="stage-1 attention of the tile",
+        title=f"{title}\nSpearman's ρ = {rho.get('all', np.nan):.3f} ({count.get('all', 0)} tiles); "
+        f"tiles with object: ρ = {rho.get('object', np.nan):.3f} ({count.get('object', 0)})",
+    )
+    ax.title.set_fontsize("medium")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_pareto(points: pd.DataFrame, out_png: str | Path, title: str = "") -> None:
+    """Accuracy against peak inference memory per configuration (mean ± std over runs); each model
+    type's front (its best accuracy within each memory budget) as a step line."""
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    palette = dict(zip(points.model.unique(), sns.color_palette(n_colors=points.model.nunique())))
+    for model, part in points.groupby("model", sort=False):
+        colour = palette[model]
+        ax.errorbar(part.memory_mb, part.accuracy_mean, yerr=part.accuracy_std, fmt="o", color=colour,
+                    capsize=3, alpha=0.85, label=model)
+        steps = front_steps(points, model)
+        if len(steps):
+            x = [*steps.memory_mb, points.memory_mb.max() * 1.15]
+            y = [*steps.accuracy_mean, steps.accuracy_mean.iloc[-1]]
+            ax.step(x, y, where="post", color=colour, lw=1.2, alpha=0.7)
+        for row in part.itertuples():
+            ax.annotate(row.label, (row.memory_mb, row.accuracy_mean), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(PLAIN)
+    ax.xaxis.set_minor_formatter(PLAIN)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set(xlabel="peak inference memory per image (MB, batch 1)", ylabel="test accuracy (%)", title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(title="model (steps: best within budget)", fontsize="small")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_views(
+    full: np.ndarray, view: np.ndarray, scale: float, box: tuple[int, int, int, int] | None,
+    attention: tuple[np.ndarray, tuple[float, float, float, float]] | None, out_png: str | Path, title: str = "",
+) -> None:
+    """Figure 8: the image at full resolution with the object boxed, the stage-1 view the attention
+    network sees (scale ``scale``), and the object's neighbourhood in both.
+
+    ``full`` and ``view`` are HxWx3 arrays in [0, 1] covering the whole image; ``box`` is
+    ``(top, left, height, width)`` in ``full``'s pixels; ``attention`` the stage-1 map and its
+    ``(top, left, height, width)`` in the same pixels (drawn over the view)."""
+    height, width = full.shape[:2]
+    panels = 4 if box is not None else 2
+    fig, axes = plt.subplots(1, panels + (attention is not None), figsize=(4.2 * (panels + 1), 4.4))
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(full, extent=(0, width, height, 0))
+    axes[0].set_title(f"full resolution ({width}x{height})")
+    axes[1].imshow(view, extent=(0, width, height, 0), interpolation="nearest")
+    axes[1].set_title(f"stage-1 view, scale {scale:g} ({view.shape[1]}x{view.shape[0]})")
+    k = 2
+    if box is not None:
+        top, left, box_h, box_w = box
+        for ax in axes[:2]:
+            ax.add_patch(Rectangle((left, top), box_w, box_h, fill=False, ec="yellow", lw=1.5))
+        margin = max(box_h, box_w)
+        y0, y1 = max(0, top - margin), min(height, top + box_h + margin)
+        x0, x1 = max(0, left - margin), min(width, left + box_w + margin)
+        axes[2].imshow(full[y0:y1, x0:x1], extent=(x0, x1, y1, y0))
+        axes[2].set_title("around the object, full resolution")
+        vy0, vy1 = int(y0 * view.shape[0] / height), max(int(np.ceil(y1 * view.shape[0] / height)), 1)
+        vx0, vx1 = int(x0 * view.shape[1] / width), max(int(np.ceil(x1 * view.shape[1] / width)), 1)
+        axes[3].imshow(view[vy0:vy1, vx0:vx1], extent=(x0, x1, y1, y0), interpolation="nearest")
+        axes[3].set_title("the same region in the stage-1 view")
+        k = 4
+    if attention is not None:
+        probs, (a_top, a_left, a_height, a_width) = attention
+        axes[k].imshow(view, extent=(0, width, height, 0), interpolation="nearest")
+        rows, cols = probs.shape
+        axes[k].imshow(probs, extent=(a_left, a_left + a_width, a_top + a_height, a_top), cmap="magma", alpha=0.6)
+        axes[k].set_xlim(0, width)
+        axes[k].set_ylim(height, 0)
+        if box is not None:
+            axes[k].add_patch(Rectangle((box[1], box[0]), box[3], box[2], fill=False, ec="yellow", lw=1.5))
+        axes[k].set_title(f"stage-1 attention a ({rows}x{cols} tiles)")
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def _save(fig, out_png: str | Path) -> None:
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

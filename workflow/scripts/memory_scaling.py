@@ -1,0 +1,21 @@
+"""Snakemake adapter: peak inference memory, FLOPs and time against image side (Figure 4, right)."""
+from pathlib import Path
+
+from zoomin.device import choose_device
+from zoomin.figure_data import write_csv
+from zoomin.measure.scaling import memory_vs_side
+from zoomin.workflow_support import run_script
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+
+
+def measure() -> None:
+    device = choose_device(sm.params.device)
+    table, skipped = memory_vs_side(
+        tuple(sm.params.sides), device, seed=0, repeats=sm.params.repeats, warmup=sm.params.warmup,
+        slow_seconds=5.0, max_side={"cnn": sm.params.cnn_max_side},
+    )
+    write_csv(table, Path(sm.output.csv))
+
+
+run_script(sm, measure)
