@@ -33,3 +33,14 @@ rule all:
         curve_figures(),
         prediction_outputs(),
         paper_figures(),
+
+
+# Each table of the datasets' `table:` key with its figures, e.g. `snakemake --cores 2 table1`; the
+# config's other tables are their files (results/table3.csv, ...).
+for _table in sorted({ds.table for ds in EXP.datasets.values() if ds.table is not None}):
+
+    rule:
+        name:
+            _table
+        input:
+            table_with_figures(_table),

@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--n-images", type=int, default=None, help="override each stand-in's n_images")
     parser.add_argument("--datasets", nargs="*", default=None)
+    parser.add_argument("--methods", nargs="*", default=None, help="only these of each dataset's methods")
     parser.add_argument("--mixed-precision", action="store_true", help="autocast (CUDA only)")
     parser.add_argument("--work", type=Path, default=REPO / "benchmarks" / "out" / "training_step")
     parser.add_argument("--out", type=Path, default=None)
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         views = prepare_views(experiment, dataset, args.work, args.n_images)
         ds = experiment.datasets[dataset]
         n_train = len(load_run_data(views, ds.runs[0], ds.n_folds).train)
-        for method in ds.methods:
+        for method in [m for m in ds.methods if args.methods is None or m in args.methods]:
             LOG.info("%s / %s on %s", dataset, method, args.device)
             rows.append(measure_method(experiment, dataset, method, views, n_train, args.work, args))
     table = pd.DataFrame(rows)

@@ -26,6 +26,12 @@ def test_shipped_configs_are_valid(path):
     zconfig.load(REPO / path)
 
 
+@pytest.mark.parametrize("path", ["config/config.yaml", "tests/data/tiny_config.yaml"])
+def test_every_model_type_is_trained_by_the_default_and_the_tiny_dag(path):
+    experiment = zconfig.load(REPO / path)
+    assert {experiment.model(d, m).type for d, m in experiment.trained()} == set(MODEL_TYPES)
+
+
 def _with(change):
     config = copy.deepcopy(DEFAULT)
     change(config)

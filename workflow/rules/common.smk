@@ -62,6 +62,18 @@ def table_outputs():
     return [f"results/{table}.{ext}" for table in EXP.tables() for ext in ("csv", "md")]
 
 
+def table_with_figures(name):
+    """A table and the figures of its runs: the table files, each run's curves, the attention figure
+    of each of its datasets the attention method trains on, and its datasets' error-bar figures."""
+    pairs = [tuple(pair) for pair in EXP.table(name).rows]
+    datasets = list(dict.fromkeys(dataset for dataset, _ in pairs))
+    out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
+    out += [f"{RUN}/curves.png".format(dataset=d, method=m, run=r) for d, m, r in EXP.runs_of(pairs)]
+    out += [a for a in attention_figures() if a.removeprefix("results/figures/attention_")[:-4] in datasets]
+    out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
+    return out
+
+
 def paper_numbers(wildcards):
     """The paper's numbers of a table, config/paper_<table>.csv, if the config directory has one."""
     path = f"config/paper_{wildcards.table}.csv"
@@ -142,6 +154,8 @@ def prediction_inputs(wildcards):
         if needed not in inputs:
             inputs.append(needed)
     return inputs
+
+
 # ---------------------------------------------------------------- figures (figures.smk)
 def method_facts():
     """Label and model type of every method, for the figure adapters."""
