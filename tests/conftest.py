@@ -9,16 +9,22 @@ import torch
 
 from tests.workflow_helpers import TINY_CONFIG, copy_workflow, snakemake
 
-# Tests that must share one pytest-xdist worker: the SLURM tests (one `slurm-up.sh` at a time) and
-# those that use the tiny DAG run (made once per worker).
-TINY_DAG_GROUP = ("tests/cluster/", "tests/test_workflow.py", "tests/test_report.py")
+# Tests that must share one pytest-xdist worker: those that use the tiny DAG run (made once per
+# worker), and the SLURM tests (one `slurm-up.sh` at a time). Two groups, so that the SLURM tests
+# run beside the tiny DAG instead of after it.
+XDIST_GROUPS = {
+    "tiny_dag": ("tests/test_workflow.py", "tests/test_report.py"),
+    "slurm": ("tests/cluster/",),
+}
+GROUPED = tuple(prefix for prefixes in XDIST_GROUPS.values() for prefix in prefixes)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.nodeid.startswith(TINY_DAG_GROUP):
-            item.add_marker(pytest.mark.xdist_group("tiny_dag"))
+        for group, prefixes in XDIST_GROUPS.items():
+            if item.nodeid.startswith(prefixes):
+                item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_xdist_node_collection_finished(node, ids):
@@ -27,7 +33,7 @@ def pytest_xdist_node_collection_finished(node, ids):
     ``slurm-up.sh`` racing on /etc/slurm, and the tiny DAG would run twice: stop with the reason."""
     if node.config.getoption("dist") != "loadgroup":
         return
-    untagged = [i for i in ids if i.startswith(TINY_DAG_GROUP) and "@" not in i]
+    untagged = [i for i in ids if i.startswith(GROUPED) and "@" not in i]
     if untagged:
         pytest.exit(
             f"pytest-xdist did not apply the xdist_group marks (pytest {pytest.__version__}), e.g. to "
