@@ -69,7 +69,9 @@ def table_with_figures(name):
     datasets = list(dict.fromkeys(dataset for dataset, _ in pairs))
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
     out += [f"{RUN}/curves.png".format(dataset=d, method=m, run=r) for d, m, r in EXP.runs_of(pairs)]
-    out += [a for a in attention_figures() if a.removeprefix("results/figures/attention_")[:-4] in datasets]
+    out += [
+        f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.attention_method and d in datasets
+    ]
     out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
     return out
 
