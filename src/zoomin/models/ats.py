@@ -23,7 +23,7 @@ from zoomin import sampling as draws
 from zoomin.image_access import ImageAccess
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
@@ -104,7 +104,7 @@ class ATSNet(AttentionSamplingClassifier):
 
     def attention_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """``(h, w)`` attention logits over each image's view."""
-        return run_grouped(self.attention, [to_module(image.view(self.scale), self) for image in images])
+        return run_grouped(self.attention, views_on(self, images, self.scale))
 
     def _draw(
         self, q: torch.Tensor, sampling: str, generator: torch.Generator | None

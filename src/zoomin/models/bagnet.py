@@ -34,7 +34,7 @@ from torch import nn
 from zoomin.errors import UserError
 from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, views_on
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, check_sampling
 from zoomin.models.registry import BagNetParams
 
@@ -127,7 +127,7 @@ class BagNet(Classifier):
     ) -> ModelOutput:
         """Mean local evidence per image; ``generator`` and ``sampling`` are accepted and ignored."""
         check_sampling(sampling)
-        views = [to_module(image.view(self.scale), self) for image in images]
+        views = views_on(self, images, self.scale)
         self._check_views(views)
         maps = self.evidence_maps(views)
         logits = torch.stack([m.mean(dim=(1, 2)) for m in maps])

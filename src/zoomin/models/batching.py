@@ -7,6 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from zoomin.image_access import ImageAccess
+
 
 def module_placement(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     """Device and floating dtype of a module's parameters."""
@@ -18,6 +20,11 @@ def to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:
     """Move an input tensor (CPU float32 from an ImageAccess) to ``module``'s device and dtype."""
     device, dtype = module_placement(module)
     return tensor.to(device=device, dtype=dtype, non_blocking=True)
+
+
+def views_on(module: nn.Module, images: Sequence[ImageAccess], scale: float) -> list[torch.Tensor]:
+    """Each image's view at ``scale``, on ``module``'s device and dtype."""
+    return [to_module(image.view(scale), module) for image in images]
 
 
 def run_grouped(

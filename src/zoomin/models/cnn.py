@@ -22,7 +22,7 @@ from torch import nn
 from zoomin.errors import UserError
 from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, views_on
 from zoomin.models.output import ModelOutput, check_sampling
 from zoomin.models.registry import ViewCNNParams
 
@@ -93,7 +93,7 @@ class ViewClassifier(Classifier):
     ) -> ModelOutput:
         """Logits of the views; ``generator`` and ``sampling`` are accepted and ignored."""
         check_sampling(sampling)
-        views = [to_module(image.view(self.scale), self) for image in images]
+        views = views_on(self, images, self.scale)
         if self.training:
             self._check_trainable(views)
         logits = torch.stack(run_grouped(self.backbone, views))

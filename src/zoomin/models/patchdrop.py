@@ -33,7 +33,7 @@ from torch import nn
 
 from zoomin.image_access import ImageAccess, scaled_length
 from zoomin.models.base import Classifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.cnn import SmallResNet
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
 from zoomin.models.registry import PatchDropParams
@@ -135,7 +135,7 @@ class PatchDropNet(Classifier):
 
     def keep_probs(self, images: Sequence[ImageAccess]) -> torch.Tensor:
         """Bounded keep probabilities ``p'`` of every cell, ``(B, cells)``, live."""
-        views = [to_module(image.view(self.policy_scale), self) for image in images]
+        views = views_on(self, images, self.policy_scale)
         p = torch.sigmoid(torch.stack(run_grouped(self.policy, views)).reshape(len(images), -1))
         return self.alpha * p + (1.0 - self.alpha) * (1.0 - p)
 

@@ -43,7 +43,7 @@ from torch import nn
 
 from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.cnn import SmallResNet
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
 from zoomin.models.registry import RACNNParams
@@ -183,7 +183,7 @@ class RACNN(Classifier):
     ) -> ModelOutput:
         """Fused logits, no entropy, the squares as attention; nothing is random (``generator`` unused)."""
         check_sampling(sampling)
-        views = [to_module(image.view(self.scale), self) for image in images]
+        views = views_on(self, images, self.scale)
         first = torch.stack(run_grouped(self._first_scale, views))
         logits = [first[:, : self.num_classes]]
         t = first[:, self.num_classes :]

@@ -46,7 +46,7 @@ from zoomin.errors import UserError
 from zoomin.image_access import ImageAccess
 from zoomin.models import perturbed_topk as ptopk
 from zoomin.models.base import Classifier
-from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.distributions import entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
@@ -114,7 +114,7 @@ class TopKNet(Classifier):
 
     def score_maps(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """Raw ``(rows, cols)`` scores of each image (before normalisation)."""
-        views = [to_module(image.view(self.scale), self) for image in images]
+        views = views_on(self, images, self.scale)
         for index, view in enumerate(views):
             rows, cols = Scorer.grid(*view.shape[-2:])
             if rows < 1 or cols < 1 or rows * cols < self.k:
