@@ -25,12 +25,12 @@ def test_training_step_trains_and_evaluates_every_method_of_a_dataset(tmp_path, 
     script = load_script("training_step")
     out = tmp_path / "steps.csv"
     args = ["--device", "cpu", "--epochs", "2", "--n-images", "12", "--datasets", "fmow",
-            "--methods", "cnn_lowres", "ats", "zoomin_lenet", "not_a_method_of_fmow",
+            "--methods", "efficientnet_b0", "ats", "zoomin_lenet", "not_a_method_of_fmow",
             "--work", str(tmp_path / "work"), "--out", str(out)]
     assert script.main(args) == 0
 
     table = pd.read_csv(out)
-    assert list(table["method"]) == ["cnn_lowres", "ats", "zoomin_lenet"]  # the asked ones, in config order
+    assert list(table["method"]) == ["efficientnet_b0", "ats", "zoomin_lenet"]  # the asked ones, in config order
     assert (table["steps_per_epoch"] >= 1).all()
     for column in ("epoch_s", "ms_per_step", "infer_peak_mb", "gflops"):
         assert all(math.isfinite(v) and v > 0 for v in table[column]), column
