@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from zoomin.errors import ConfigError, UserError
 from zoomin.image_access import InMemoryImage
+from zoomin.measure import measure_inference
 from zoomin.models import MODEL_TYPES, build_model
 from zoomin.models.output import Attention, ModelOutput
 
@@ -25,6 +26,8 @@ SMALL = {
     "racnn": {"scale": 0.5, "crop_size": 32, "width": 8},
     "bagnet": {"width": 4, "receptive_field": 17},
     "topk": {"scale": 0.5, "patch": 8, "k": 3, "n_samples": 20, "feature": "lenet"},
+    "mil": {"patch": 16, "width": 4, "chunk": 5},
+    "ips": {"patch": 16, "width": 4, "memory": 3, "chunk": 5, "heads": 2},
 }
 ATTENTION_MODELS = ("zoomin", "ats")  # attention SAMPLING: seeded draws, contrastive branch, exact representation
 
@@ -91,6 +94,13 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
         assert out.attention == []
     if model_type not in ATTENTION_MODELS:
         assert model.contrastive_logits(images, torch.Generator()) is None
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_the_evaluation_meters_measure_every_model_type(model_type):
+    """FLOPs, memory and time as the evaluate rule measures them (inference mode, module hooks)."""
+    cost = measure_inference(small_model(model_type), random_image(4, 64, 64), "cpu", seed=0, repeats=1, warmup=0)
+    assert cost["gflops"] > 0 and cost["peak_memory_mb"] > 0 and cost["time_ms"] > 0
 
 
 def test_zoomin_attention_is_consistent():

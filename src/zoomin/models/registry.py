@@ -199,6 +199,51 @@ class RACNNParams(ModelParams):
 
 
 @dataclass(frozen=True)
+class MILParams(ModelParams):
+    """Top-instance MIL (Campanella et al. 2019; docs/methods.md): instances are the tissue cells of a
+    ``patch`` grid, read at ``scale``."""
+
+    patch: int = param(256, minimum=8, doc="instance side, full-resolution px")
+    scale: float = _scale(1.0, "scale the instances are read at (1: full resolution)")
+    width: int = param(16, minimum=1, doc="channels of the patch CNN's stem, doubled after it (reference: ResNet-34)")
+    chunk: int = param(64, minimum=1, doc="instances per batch of the gradient-free pass (memory, not results)")
+
+    def check(self) -> None:
+        if round(self.patch * self.scale) < 8:
+            side = round(self.patch * self.scale)
+            raise ParamError("scale", f"an instance ({self.patch} px) would be {side} px at this scale (at least 8)")
+
+    def region_scales(self) -> tuple[float, ...]:
+        return (self.scale,) if self.scale < 1 else ()
+
+    # No slide_tile_size: MIL's tissue cells come from the cache's tissue mask (SlideImage.tile_mask),
+    # so the caches keep listing the tiles of the dataset's Zoom-In model.
+
+
+@dataclass(frozen=True)
+class IPSParams(ModelParams):
+    """Iterative patch selection (Bergner et al. 2023; docs/methods.md): instances as for MIL, the
+    ``memory`` best kept chunk by chunk without gradients, then pooled by cross-attention."""
+
+    patch: int = param(256, minimum=8, doc="instance side, full-resolution px")
+    scale: float = _scale(1.0, "scale the instances are read at (1: full resolution)")
+    width: int = param(16, minimum=1, doc="channels of the patch encoder's stem; embeddings have twice as many")
+    memory: int = param(8, minimum=1, doc="instances kept (M)")
+    chunk: int = param(64, minimum=1, doc="instances added per selection step (I)")
+    heads: int = param(4, minimum=1, doc="heads of the cross-attention")
+
+    def check(self) -> None:
+        if round(self.patch * self.scale) < 8:
+            side = round(self.patch * self.scale)
+            raise ParamError("scale", f"an instance ({self.patch} px) would be {side} px at this scale (at least 8)")
+        if (2 * self.width) % self.heads:
+            raise ParamError("heads", f"must divide the embedding width 2 x width = {2 * self.width}")
+
+    def region_scales(self) -> tuple[float, ...]:
+        return (self.scale,) if self.scale < 1 else ()
+
+
+@dataclass(frozen=True)
 class ModelType:
     """One model type: see the module docstring."""
 
@@ -236,6 +281,10 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "topk", TopKParams, "zoomin.models.topk:TopKNet", attention="one-stage",
             label="differentiable top-k patch selection",
+        ),
+        ModelType("mil", MILParams, "zoomin.models.mil:MILNet", attention="one-stage", label="top-instance MIL"),
+        ModelType(
+            "ips", IPSParams, "zoomin.models.ips:IPSNet", attention="one-stage", label="iterative patch selection"
         ),
     )
 }
