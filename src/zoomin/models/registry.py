@@ -244,6 +244,20 @@ class IPSParams(ModelParams):
 
 
 @dataclass(frozen=True)
+class StreamingCNNParams(ModelParams):
+    """Streaming CNN (Pinckaers et al. 2020; docs/methods.md): a CNN over the whole view at ``scale``,
+    its convolutional blocks run tile by tile forward and backward."""
+
+    scale: float = _scale(0.0625, "scale of the view of the whole image the CNN reads")
+    tile: int = param(512, minimum=1, doc="side of a streamed tile, view px (memory, not results)")
+    width: int = param(8, minimum=1, doc="channels of the first block, doubled per block")
+    blocks: int = param(3, minimum=1, maximum=6, doc="streamed blocks (unpadded conv3x3, ReLU, max-pool 2)")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return (self.scale,)
+
+
+@dataclass(frozen=True)
 class ModelType:
     """One model type: see the module docstring."""
 
@@ -285,6 +299,9 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("mil", MILParams, "zoomin.models.mil:MILNet", attention="one-stage", label="top-instance MIL"),
         ModelType(
             "ips", IPSParams, "zoomin.models.ips:IPSNet", attention="one-stage", label="iterative patch selection"
+        ),
+        ModelType(
+            "streaming_cnn", StreamingCNNParams, "zoomin.models.streaming_cnn:StreamingCNN", label="Streaming CNN"
         ),
     )
 }
