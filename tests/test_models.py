@@ -28,6 +28,7 @@ SMALL = {
     "topk": {"scale": 0.5, "patch": 8, "k": 3, "n_samples": 20, "feature": "lenet"},
     "mil": {"patch": 16, "width": 4, "chunk": 5},
     "ips": {"patch": 16, "width": 4, "memory": 3, "chunk": 5, "heads": 2},
+    "clam_sb": {"patch": 16, "width": 4, "hidden": 8, "k_sample": 2},
     "streaming_cnn": {"scale": 0.5, "tile": 16, "width": 4, "blocks": 2},
 }
 ATTENTION_MODELS = ("zoomin", "ats")  # attention SAMPLING: seeded draws, contrastive branch, exact representation

@@ -1,9 +1,10 @@
 """The interface every model implements, and what Zoom-In and ATS share on top of it.
 
 Every model is called as ``model(images, generator=None, sampling="sample")`` on a list of
-:class:`zoomin.image_access.ImageAccess` and returns a :class:`ModelOutput`. Two optional hooks:
-``contrastive_logits`` (models whose registry record says ``contrastive``) and
-``auxiliary_loss`` (a model's own training terms, e.g. a ranking loss, added to the total loss).
+:class:`zoomin.image_access.ImageAccess` and returns a :class:`ModelOutput`. Three optional hooks:
+``contrastive_logits`` (models whose registry record says ``contrastive``),
+``auxiliary_loss`` (a model's own training terms, e.g. a ranking loss, added to the total loss) and
+``clear_caches`` (models that keep something between calls: CLAM's frozen embeddings).
 
 :class:`AttentionSamplingClassifier` is what Zoom-In and ATS share: a representation ``Psi_hat``
 from attention sampling (``represent``), then the linear classifier ``g``.
@@ -40,6 +41,10 @@ class Classifier(nn.Module):
     def auxiliary_loss(self, output: ModelOutput, labels: torch.Tensor) -> torch.Tensor | None:
         """The model's own training terms for a batch (``None``: it has none)."""
         return None
+
+    def clear_caches(self) -> None:
+        """Forget what the model keeps between calls, so the next pass starts from the pixels (the
+        meters call it before each measured pass); most models keep nothing."""
 
 
 class AttentionSamplingClassifier(Classifier):

@@ -199,14 +199,14 @@ class RACNNParams(ModelParams):
 
 
 @dataclass(frozen=True)
-class MILParams(ModelParams):
-    """Top-instance MIL (Campanella et al. 2019; docs/methods.md): instances are the tissue cells of a
-    ``patch`` grid, read at ``scale``."""
+class BagParams(ModelParams):
+    """A slide as a bag of instances (zoomin.models.bags): the tissue cells of a ``patch`` grid, read
+    at ``scale`` and embedded by a small CNN; what MIL and IPS share."""
 
     patch: int = param(256, minimum=8, doc="instance side, full-resolution px")
     scale: float = _scale(1.0, "scale the instances are read at (1: full resolution)")
-    width: int = param(16, minimum=1, doc="channels of the patch CNN's stem, doubled after it (reference: ResNet-34)")
-    chunk: int = param(64, minimum=1, doc="instances per batch of the gradient-free pass (memory, not results)")
+    width: int = param(16, minimum=1, doc="channels of the patch CNN's stem, doubled after it")
+    chunk: int = param(64, minimum=1, doc="instances embedded at once in the gradient-free pass over the bag")
 
     def check(self) -> None:
         if round(self.patch * self.scale) < 8:
@@ -216,31 +216,37 @@ class MILParams(ModelParams):
     def region_scales(self) -> tuple[float, ...]:
         return (self.scale,) if self.scale < 1 else ()
 
-    # No slide_tile_size: MIL's tissue cells come from the cache's tissue mask (SlideImage.tile_mask),
+    # No slide_tile_size: the tissue cells come from the cache's tissue mask (SlideImage.tile_mask),
     # so the caches keep listing the tiles of the dataset's Zoom-In model.
 
 
 @dataclass(frozen=True)
-class IPSParams(ModelParams):
-    """Iterative patch selection (Bergner et al. 2023; docs/methods.md): instances as for MIL, the
-    ``memory`` best kept chunk by chunk without gradients, then pooled by cross-attention."""
+class MILParams(BagParams):
+    """Top-instance MIL (Campanella et al. 2019; docs/methods.md); the reference's CNN: ResNet-34."""
 
-    patch: int = param(256, minimum=8, doc="instance side, full-resolution px")
-    scale: float = _scale(1.0, "scale the instances are read at (1: full resolution)")
-    width: int = param(16, minimum=1, doc="channels of the patch encoder's stem; embeddings have twice as many")
+
+@dataclass(frozen=True)
+class CLAMParams(BagParams):
+    """CLAM-SB (Lu et al. 2021; docs/methods.md): gated attention MIL on a frozen encoder's instance
+    embeddings, with instance-level clustering of the most and least attended instances."""
+
+    hidden: int = param(64, minimum=2, doc="width of the embedding layer and attention (CLAM: 512)")
+    k_sample: int = param(8, minimum=1, doc="instances pseudo-labelled at each end of the attention (CLAM: 8)")
+    bag_weight: float = param(0.7, exclusive_minimum=0.0, maximum=1.0, doc="CLAM's weight of the slide loss")
+
+
+@dataclass(frozen=True)
+class IPSParams(BagParams):
+    """Iterative patch selection (Bergner et al. 2023; docs/methods.md): the ``memory`` best instances
+    kept chunk by chunk (``chunk`` is IPS's I) without gradients, then pooled by cross-attention."""
+
     memory: int = param(8, minimum=1, doc="instances kept (M)")
-    chunk: int = param(64, minimum=1, doc="instances added per selection step (I)")
     heads: int = param(4, minimum=1, doc="heads of the cross-attention")
 
     def check(self) -> None:
-        if round(self.patch * self.scale) < 8:
-            side = round(self.patch * self.scale)
-            raise ParamError("scale", f"an instance ({self.patch} px) would be {side} px at this scale (at least 8)")
+        super().check()
         if (2 * self.width) % self.heads:
             raise ParamError("heads", f"must divide the embedding width 2 x width = {2 * self.width}")
-
-    def region_scales(self) -> tuple[float, ...]:
-        return (self.scale,) if self.scale < 1 else ()
 
 
 @dataclass(frozen=True)
@@ -297,6 +303,7 @@ MODEL_TYPES: dict[str, ModelType] = {
             label="differentiable top-k patch selection",
         ),
         ModelType("mil", MILParams, "zoomin.models.mil:MILNet", attention="one-stage", label="top-instance MIL"),
+        ModelType("clam_sb", CLAMParams, "zoomin.models.clam:CLAMNet", attention="one-stage", label="CLAM-SB"),
         ModelType(
             "ips", IPSParams, "zoomin.models.ips:IPSNet", attention="one-stage", label="iterative patch selection"
         ),
