@@ -159,6 +159,19 @@ def test_time_is_positive_and_the_median_of_repeats():
     assert 10 <= report.median_ms < 30  # median of ~1, 30, 10, 20 ms
 
 
+@pytest.mark.parametrize(("budget_s", "calls_made"), [(0.12, 3), (0.001, 2), (10.0, 7)])
+def test_timing_stops_once_its_budget_is_spent_after_one_timed_run(budget_s, calls_made):
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.05)
+
+    report = time_call(fn, "cpu", repeats=5, warmup=2, budget_s=budget_s)
+    assert len(calls) == calls_made  # 0.12 s: two warm-ups (0.10 s) and one timed run; 0.001 s: one of each
+    assert len(report.times_ms) == max(1, calls_made - 2)
+
+
 class ToyModel(torch.nn.Module):
     """Follows the model contract: a list of images, a generator and a sampling mode."""
 

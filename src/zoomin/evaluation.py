@@ -60,7 +60,7 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
 
     cost = measure_inference(
         model, data.test.image(0), device, seed=spec.seed,
-        repeats=spec.measure.repeats, warmup=spec.measure.warmup, sampling=sampling,
+        repeats=spec.measure.repeats, warmup=spec.measure.warmup, sampling=sampling, budget_s=spec.measure.budget_s,
     )
     metrics = {
         "dataset": spec.dataset,

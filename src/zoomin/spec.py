@@ -85,6 +85,9 @@ class MeasureConfig(Params):
 
     repeats: int = param(5, minimum=1)
     warmup: int = param(2, minimum=0)
+    budget_s: float = param(
+        10.0, exclusive_minimum=0.0, doc="warm-up and timed passes stop once they took this long (>= 1 timed pass)"
+    )
 
 
 @dataclass(frozen=True)

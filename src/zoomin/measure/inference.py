@@ -20,6 +20,7 @@ Reported memory (``MB`` = 2**20 bytes), identical definitions on CPU and CUDA:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -53,10 +54,12 @@ def measure_inference(
     repeats: int,
     warmup: int,
     sampling: str = "sample",
+    budget_s: float = math.inf,
 ) -> dict[str, float | str]:
     """Measure one forward pass of ``model([image], generator=..., sampling=sampling)`` on ``device``.
 
-    Returns ``gflops``, ``peak_memory_mb``, ``time_ms`` (median of ``repeats`` after ``warmup``),
+    Returns ``gflops``, ``peak_memory_mb``, ``time_ms`` (median of ``repeats`` after ``warmup``, fewer
+    once the timing has taken ``budget_s``),
     ``largest_allocation_mb`` (largest single tensor allocated during the pass), and the parts of the
     peak: ``parameters_mb``, ``input_mb``, ``forward_peak_mb``, plus ``memory_method``.
     """
@@ -67,7 +70,7 @@ def measure_inference(
         run = _forward(model, image, seed, sampling)
         flops = count_flops(run)
         memory = measure_peak_memory(run, device)
-        timing = time_call(run, device, repeats=repeats, warmup=warmup)
+        timing = time_call(run, device, repeats=repeats, warmup=warmup, budget_s=budget_s)
     finally:
         model.train(was_training)
     parameters = module_bytes(model, device)
