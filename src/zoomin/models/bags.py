@@ -1,4 +1,4 @@
-"""An image as a bag of instances, for the multiple-instance baselines (MIL, IPS).
+"""An image as a bag of instances, for the multiple-instance baselines (CLAM-SB, MIL, IPS).
 
 The instances are the ``patch`` x ``patch`` px cells (full-resolution px) of a grid from the
 image's corner; on a whole slide only the cells that hold tissue (``SlideImage.tile_mask``, from the
