@@ -75,6 +75,9 @@ class TrainingConfig(Params):
         None, minimum=0, doc="in-sample contrastive loss after this epoch (null: off)"
     )
     mask_loss_weight: float = param(0.0, minimum=0.0, doc="weight of the attention-mask MSE (pixel annotations)")
+    pretrain_epochs: int = param(
+        0, minimum=0, doc="epochs pre-training the attention and feature nets as tile classifiers (pixel annotations)"
+    )
     class_weights: Any = param(None, check=_class_weights, schema=CLASS_WEIGHTS_SCHEMA)
     sampling_at_test: str = param("sample", choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk")
 
@@ -516,8 +519,12 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         extra_tables=extra_tables,
     )
     for name, method in result.trained():
-        result.model(name, method)
-        result.training(name, method)
+        model = result.model(name, method)
+        if result.training(name, method).pretrain_epochs and not model_type(model.type).tile_pretraining:
+            raise ConfigError(
+                f"methods.{method}.training.pretrain_epochs",
+                f"the {model_type(model.type).label} has no parts to pre-train as tile classifiers (Zoom-In has)",
+            )
     for table in extra_tables.values():
         for setting in table.settings:
             if setting not in SETTING_NAMES:

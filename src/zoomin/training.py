@@ -2,8 +2,10 @@
 
 :func:`train` sets up the model, optimiser and random streams, resumes from the run's checkpoint
 if there is one, runs the epochs (:func:`train_epoch`), and writes the best model and the history.
-Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, RNG states, history) in
-the run's checkpoint folder, which lies outside the rule's outputs; a re-run after a kill resumes
+With ``training.pretrain_epochs`` a fresh run first pre-trains the model's parts as tile
+classifiers from the pixel annotations (:mod:`zoomin.pretraining`). Every epoch ends with an
+atomic checkpoint (model, optimiser, scheduler, RNG states, history) in the run's checkpoint
+folder, which lies outside the rule's outputs; a re-run after a kill resumes
 from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
 model kept is the one with the best validation accuracy (the last epoch without a validation set).
 
@@ -38,7 +40,8 @@ from zoomin.image_access import CountingImage
 from zoomin.inference import accuracy
 from zoomin.models.output import ModelOutput
 from zoomin.models.registry import model_type
-from zoomin.runs import TRAINING_DRAWS
+from zoomin.pretraining import pretrain_tile_classifiers
+from zoomin.runs import PRETRAINING_DRAWS, TRAINING_DRAWS
 from zoomin.spec import RunSpec, TrainingConfig
 
 log = logging.getLogger(__name__)
@@ -92,6 +95,11 @@ def train(spec: RunSpec, views: Path, outputs: RunOutputs) -> dict[str, Any]:
             trainer.shuffle_rng, trainer.sample_rng, expected=identity,
         )
         log.info("resumed from checkpoint %s after epoch %d", checkpoint, state["epoch"])
+    if state["epoch"] == 0 and cfg.pretrain_epochs:
+        pretrain_tile_classifiers(
+            trainer.model, trainer.data.train, cfg.pretrain_epochs, cfg.lr, cfg.batch_size,
+            torch.Generator().manual_seed(spec.seed + PRETRAINING_DRAWS),
+        )
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         row = train_epoch(trainer, epoch, state)
@@ -128,11 +136,12 @@ def setup(spec: RunSpec, views: Path) -> Trainer:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     reference = data.class_index(spec.reference_class)
     positives = tuple(i for i in range(len(data.classes)) if i != reference) if reference is not None else ()
-    if cfg.mask_loss_weight > 0 and not data.train.cache.has_masks:
-        raise UserError(
-            f"training.mask_loss_weight is {cfg.mask_loss_weight} but the view cache {views} has no masks "
-            "(pixel annotations); set it to 0 or construct the dataset with masks"
-        )
+    for key in ("mask_loss_weight", "pretrain_epochs"):
+        if getattr(cfg, key) > 0 and not data.train.cache.has_masks:
+            raise UserError(
+                f"training.{key} is {getattr(cfg, key)} but the view cache {views} has no masks "
+                "(pixel annotations); set it to 0 or construct the dataset with masks"
+            )
     contrastive = model_type(spec.model.type).contrastive and bool(positives)
     return Trainer(
         spec=spec,

@@ -135,22 +135,49 @@ def test_training_passes_slide_masks_to_the_mask_loss(views, tmp_path, monkeypat
     assert any(float(m.sum()) > 0 for m in masks)  # the tumour slide's annotation reached the loss
 
 
-def test_mask_loss_without_masks_is_a_clear_error(raw, tmp_path):
+@pytest.mark.parametrize("setting", ["mask_loss_weight", "pretrain_epochs"])
+def test_annotation_settings_without_masks_are_a_clear_error(raw, tmp_path, setting):
     from zoomin import training
 
     views = build(raw, tmp_path, masks="none")
-    with pytest.raises(UserError, match="mask_loss_weight.*no masks"):
-        training.train(run_spec(mask_loss_weight=1.0), views, run_outputs(tmp_path))
+    spec = run_spec(**{setting: 1})
+    with pytest.raises(UserError, match=f"{setting}.*no masks"):
+        training.train(spec, views, run_outputs(tmp_path))
+    assert not (tmp_path / "model.pt").exists()
 
 
-def run_spec(mask_loss_weight: float, reference_class: str | None = None):
+def test_pretraining_reads_the_slides_masks_and_then_trains(views, tmp_path, monkeypatch):
+    """Appendix-L pre-training on slides: every training slide's mask view reaches it, the tumour
+    slide's tiles are labelled from its annotation, and the run then trains as usual."""
+    from zoomin import pretraining, training
+    from zoomin.data.splits import load_run_data
+
+    labelled = []
+    original = pretraining.image_loss
+
+    def spy(model, head, image, mask, generator):
+        rows, cols = model.grid(image)
+        labelled.append(float(pretraining.cell_labels(mask, image.size, 0, 0, rows, cols, model.tile).sum()))
+        return original(model, head, image, mask, generator)
+
+    monkeypatch.setattr(pretraining, "image_loss", spy)
+    metadata = training.train(run_spec(pretrain_epochs=2), views, run_outputs(tmp_path))
+    assert len(labelled) == 2 * len(load_run_data(views, "s0").train)  # two epochs over the training slides
+    assert max(labelled) > 0 and min(labelled) == 0  # the tumour slide has annotated tiles, the others none
+    assert metadata["best_epoch"] == 1 and (tmp_path / "model.pt").exists()
+
+
+def run_spec(mask_loss_weight: float = 0.0, reference_class: str | None = None, pretrain_epochs: int = 0):
     """Run s0 of a Zoom-In on the slides: one epoch of batches of two, every other setting default."""
     from zoomin.spec import MeasureConfig, ModelSpec, RunSettings, RunSpec, TrainingConfig
 
     return RunSpec(
         dataset="cam", method="zoomin_lenet", run="s0", seed=0,
         model=ModelSpec.from_dict({"type": "zoomin", "params": ZOOMIN}),
-        training=TrainingConfig(epochs=1, batch_size=2, contrastive_start=0, mask_loss_weight=mask_loss_weight),
+        training=TrainingConfig(
+            epochs=1, batch_size=2, contrastive_start=0, mask_loss_weight=mask_loss_weight,
+            pretrain_epochs=pretrain_epochs,
+        ),
         measure=MeasureConfig(), settings=RunSettings(device="cpu"), n_folds=None, reference_class=reference_class,
     )
 

@@ -271,6 +271,7 @@ class ModelType:
     params: type[ModelParams]
     builder: str  # "module:callable", called as callable(num_classes, params)
     contrastive: bool = False  # has the in-sample contrastive branch (docs/method.md §9.3)
+    tile_pretraining: bool = False  # its a, b, f pre-train as tile classifiers from masks (zoomin.pretraining)
     attention: str = "none"  # what ModelOutput.attention holds: see ATTENTION_KINDS
     label: str = ""  # what it is, for error messages and docs
 
@@ -287,7 +288,7 @@ MODEL_TYPES: dict[str, ModelType] = {
     for record in (
         ModelType(
             "zoomin", ZoomInParams, "zoomin.models.zoomin_net:ZoomInNet",
-            contrastive=True, attention="two-stage", label="Zoom-In network",
+            contrastive=True, tile_pretraining=True, attention="two-stage", label="Zoom-In network",
         ),
         ModelType("ats", ATSParams, "zoomin.models.ats:ATSNet", attention="one-stage", label="attention sampling"),
         ModelType("cnn", ViewCNNParams, "zoomin.models.cnn:small_resnet", label="8-layer ResNet"),

@@ -103,7 +103,7 @@ class ZoomInNet(AttentionSamplingClassifier):
             images, pairs, plans, sampling, generator, contrast
         )
 
-        centres = [self._centres(images[i], t, positions[m]) for m, (i, t) in enumerate(pairs)]
+        centres = [self.subtile_centres(images[i], t, positions[m]) for m, (i, t) in enumerate(pairs)]
         feats = self._features_by_pair(images, pairs, centres)
 
         by_image = [[m for m, (j, _) in enumerate(pairs) if j == i] for i in range(len(images))]
@@ -147,7 +147,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         tiles = list(range(a.numel()))
         b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
         everywhere = torch.arange(b.shape[1], device=b.device)
-        centres = torch.cat([self._centres(image, t, everywhere) for t in tiles])
+        centres = torch.cat([self.subtile_centres(image, t, everywhere) for t in tiles])
         feats = self.features(to_module(image.patches(centres, self.subtile), self))
         feats = feats.reshape(len(tiles), b.shape[1], -1)
         return torch.einsum("t,tj,tjd->d", a, b, feats)
@@ -285,7 +285,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         step = self.tile / self.view2
         return AttentionMap(b.reshape(self.view2, self.view2), (row * self.tile, col * self.tile), (step, step))
 
-    def _centres(self, image: ImageAccess, tile: int, positions: torch.Tensor) -> torch.Tensor:
+    def subtile_centres(self, image: ImageAccess, tile: int, positions: torch.Tensor) -> torch.Tensor:
         """Full-resolution ``(y, x)`` centres of the sub-tiles at ``positions`` of ``tile``."""
         row, col = divmod(tile, self.grid(image)[1])
         step = self.tile / self.view2
