@@ -38,8 +38,8 @@ def test_the_slide_logits_are_gated_attention_pooling_of_the_instances():
     shape, cells = instance_grid(image, PATCH)
     with torch.no_grad():
         h = F.relu(model.fc(model.encoder(image.patches(cell_centres(cells, shape[1], PATCH), PATCH))))
-        gate = torch.tanh(model.attention_v(h)) * torch.sigmoid(model.attention_u(h))
-        a = torch.softmax(model.attention_w(gate)[:, 0], dim=0)
+        gate = torch.tanh(model.attention.v(h)) * torch.sigmoid(model.attention.u(h))
+        a = torch.softmax(model.attention.w(gate)[:, 0], dim=0)
         torch.testing.assert_close(out.logits[0], model.classifier(a @ h))
     torch.testing.assert_close(out.attention[0].stage1.probs.reshape(-1).float(), a)
 

@@ -103,6 +103,13 @@ def test_method_overrides_name_their_own_key():
         zconfig.prepare(config)
 
 
+def test_pretraining_a_model_without_tile_classifiers_is_refused():
+    config = _with(lambda c: c["methods"]["ats"].update(training={"pretrain_epochs": 1}))
+    with pytest.raises(ConfigError, match=r"methods\.ats\.training\.pretrain_epochs.*attention sampling"):
+        zconfig.prepare(config)
+    zconfig.prepare(_with(lambda c: c["methods"]["zoomin_lenet"].update(training={"pretrain_epochs": 1})))
+
+
 def test_training_defaults_fill_what_no_layer_sets():
     config = _with(lambda c: [ds.pop("training", None) for ds in c["datasets"].values()])
     config.pop("training_defaults")

@@ -29,6 +29,7 @@ SMALL = {
     "mil": {"patch": 16, "width": 4, "chunk": 5},
     "ips": {"patch": 16, "width": 4, "memory": 3, "chunk": 5, "heads": 2},
     "clam_sb": {"patch": 16, "width": 4, "hidden": 8, "k_sample": 2},
+    "mrmil": {"region": 32, "low_scale": 0.25, "patch": 16, "top": 2, "width": 4, "hidden": 8, "chunk": 5},
     "streaming_cnn": {"scale": 0.5, "tile": 16, "width": 4, "blocks": 2},
 }
 ATTENTION_MODELS = ("zoomin", "ats")  # attention SAMPLING: seeded draws, contrastive branch, exact representation

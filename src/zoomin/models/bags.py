@@ -1,10 +1,11 @@
-"""An image as a bag of instances, for the multiple-instance baselines (CLAM-SB, MIL, IPS).
+"""An image as a bag of instances, for the multiple-instance baselines (CLAM-SB, MIL, IPS, MRMIL).
 
 The instances are the ``patch`` x ``patch`` px cells (full-resolution px) of a grid from the
 image's corner; on a whole slide only the cells that hold tissue (``SlideImage.tile_mask``, from the
 slide cache's tissue mask), elsewhere (or on a slide without tissue) every cell. They are read at a
 scale (1: full resolution, through ``image.patches``; below 1 one ``region_view`` each), and a small
-CNN (:class:`PatchEncoder`) embeds them.
+CNN (:class:`PatchEncoder`) embeds them. :class:`GatedAttention` is the attention pooling CLAM-SB and
+MRMIL share.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ class PatchEncoder(nn.Module):
 
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
         return self.body(patches).mean(dim=(2, 3))
+
+
+class GatedAttention(nn.Module):
+    """Gated attention pooling (Ilse et al. 2018, as CLAM uses it): ``(n, dim)`` instance features ``h``
+    -> the pooled ``(dim,)`` representation ``sum_i a_i h_i`` and the ``(n,)`` weights
+    ``a = softmax_i(w . (tanh(V h_i) * sigmoid(U h_i)))``, ``V`` and ``U`` ``inner`` wide."""
+
+    def __init__(self, dim: int, inner: int):
+        super().__init__()
+        self.v, self.u = nn.Linear(dim, inner), nn.Linear(dim, inner)
+        self.w = nn.Linear(inner, 1)
+
+    def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.w(torch.tanh(self.v(hidden)) * torch.sigmoid(self.u(hidden)))
+        weights = torch.softmax(scores[:, 0], dim=0)
+        return weights @ hidden, weights
 
 
 def instance_grid(image: ImageAccess, patch: int) -> tuple[tuple[int, int], torch.Tensor]:

@@ -5,7 +5,8 @@ the attention MIL on top of the embeddings is trained:
 
 1. ``h_i = ReLU(W1 e_i)`` for each instance embedding ``e_i``;
 2. gated attention ``a_i = softmax_i(w . (tanh(V h_i) * sigmoid(U h_i)))`` and the slide's
-   representation ``sum_i a_i h_i``, classified by a linear layer (the bag-level prediction);
+   representation ``sum_i a_i h_i`` (:class:`zoomin.models.bags.GatedAttention`), classified by a
+   linear layer (the bag-level prediction);
 3. instance-level clustering (training only, :meth:`CLAMNet.auxiliary_loss`): the ``k_sample``
    instances with the highest attention are pseudo-labelled "in the slide's class" and the
    ``k_sample`` lowest "not", and the slide class's instance classifier is trained on them by
@@ -31,7 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import PatchEncoder, bag_attention, cell_centres, instance_grid, read_instances
+from zoomin.models.bags import (
+    GatedAttention,
+    PatchEncoder,
+    bag_attention,
+    cell_centres,
+    instance_grid,
+    read_instances,
+)
 from zoomin.models.base import Classifier
 from zoomin.models.output import ModelOutput, check_sampling
 from zoomin.models.registry import CLAMParams
@@ -59,8 +67,7 @@ class CLAMNet(Classifier):
         self.encoder = PatchEncoder(params.width).requires_grad_(False)
         hidden = params.hidden
         self.fc = nn.Linear(self.encoder.out_dim, hidden)
-        self.attention_v, self.attention_u = nn.Linear(hidden, hidden // 2), nn.Linear(hidden, hidden // 2)
-        self.attention_w = nn.Linear(hidden // 2, 1)
+        self.attention = GatedAttention(hidden, hidden // 2)
         self.classifier = nn.Linear(hidden, num_classes)
         self.instance_classifiers = nn.ModuleList(nn.Linear(hidden, 2) for _ in range(num_classes))
         self._embeddings: dict[str, torch.Tensor] = {}
@@ -98,9 +105,8 @@ class CLAMNet(Classifier):
         for image in images:
             shape, cells = instance_grid(image, patch)
             hidden = F.relu(self.fc(self.embeddings(image, cell_centres(cells, shape[1], patch))))
-            scores = self.attention_w(torch.tanh(self.attention_v(hidden)) * torch.sigmoid(self.attention_u(hidden)))
-            weights = torch.softmax(scores[:, 0], dim=0)
-            logits.append(self.classifier(weights @ hidden))
+            pooled, weights = self.attention(hidden)
+            logits.append(self.classifier(pooled))
             top = torch.topk(weights.detach(), min(self.params.k_sample, len(cells))).indices
             attention.append(bag_attention(image, shape, patch, cells, weights, top))
             extras.append((hidden, weights))

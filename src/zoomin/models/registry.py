@@ -250,6 +250,40 @@ class IPSParams(BagParams):
 
 
 @dataclass(frozen=True)
+class MRMILParams(ModelParams):
+    """MRMIL (Li et al. 2021; docs/methods.md): gated attention MIL over the tissue regions at
+    ``low_scale`` picks the ``top`` regions; a second one classifies their ``patch`` cells at
+    ``high_scale``. Stage 2 reads at most ``top * (region / patch)^2`` instances."""
+
+    region: int = param(1024, minimum=8, doc="side of a stage-1 instance (a region), full-resolution px")
+    low_scale: float = _scale(1 / 32, "scale the regions are read at (instances of region * low_scale px)")
+    patch: int = param(256, minimum=8, doc="side of a stage-2 instance, full-resolution px; divides region")
+    high_scale: float = _scale(1.0, "scale the stage-2 instances are read at (1: full resolution)")
+    top: int = param(4, minimum=1, doc="regions of highest stage-1 attention read at high_scale")
+    width: int = param(16, minimum=1, doc="channels of each patch CNN's stem, doubled after it")
+    hidden: int = param(64, minimum=2, doc="width of each MIL head's embedding layer (its attention: half)")
+    chunk: int = param(64, minimum=1, doc="stage-1 instances read and embedded at once")
+    stage1_weight: float = param(1.0, minimum=0.0, doc="weight of the stage-1 cross-entropy in the loss")
+
+    def check(self) -> None:
+        if round(self.region * self.low_scale) < 8:
+            side = round(self.region * self.low_scale)
+            raise ParamError("low_scale", f"a region ({self.region} px) would be {side} px at this scale (at least 8)")
+        if self.patch > self.region:
+            raise ParamError("patch", f"patch {self.patch} is larger than the region {self.region}")
+        if self.region % self.patch:
+            raise ParamError("patch", f"must divide the region {self.region} (a region is a grid of patches)")
+        if round(self.patch * self.high_scale) < 8:
+            side = round(self.patch * self.high_scale)
+            raise ParamError("high_scale", f"a patch ({self.patch} px) would be {side} px at this scale (at least 8)")
+        if not self.high_scale > self.low_scale:
+            raise ParamError("high_scale", f"must be larger than low_scale ({self.low_scale}), got {self.high_scale}")
+
+    def region_scales(self) -> tuple[float, ...]:
+        return tuple(scale for scale in (self.low_scale, self.high_scale) if scale < 1)
+
+
+@dataclass(frozen=True)
 class StreamingCNNParams(ModelParams):
     """Streaming CNN (Pinckaers et al. 2020; docs/methods.md): a CNN over the whole view at ``scale``,
     its convolutional blocks run tile by tile forward and backward."""
@@ -307,6 +341,9 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType("clam_sb", CLAMParams, "zoomin.models.clam:CLAMNet", attention="one-stage", label="CLAM-SB"),
         ModelType(
             "ips", IPSParams, "zoomin.models.ips:IPSNet", attention="one-stage", label="iterative patch selection"
+        ),
+        ModelType(
+            "mrmil", MRMILParams, "zoomin.models.mrmil:MRMILNet", attention="one-stage", label="multi-resolution MIL"
         ),
         ModelType(
             "streaming_cnn", StreamingCNNParams, "zoomin.models.streaming_cnn:StreamingCNN", label="Streaming CNN"
