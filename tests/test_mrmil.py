@@ -142,7 +142,7 @@ def test_gradients_reach_both_stages_and_stage1_learns_from_its_own_loss_only():
     labels = torch.tensor([1, 0])
     out = model([InMemoryImage(noise_image(7, 48, 64)), InMemoryImage(noise_image(8, 32, 40))])
     auxiliary = model.auxiliary_loss(out, labels)
-    torch.testing.assert_close(auxiliary, 0.5 * F.cross_entropy(out.extras, labels))
+    torch.testing.assert_close(auxiliary, 0.5 * F.cross_entropy(torch.stack(out.extras), labels))
     F.cross_entropy(out.logits, labels).backward(retain_graph=True)
     stage1 = [*model.low_encoder.parameters(), *model.low_head.parameters()]
     stage2 = [*model.high_encoder.parameters(), *model.high_head.parameters()]

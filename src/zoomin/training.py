@@ -7,7 +7,8 @@ classifiers from the pixel annotations (:mod:`zoomin.pretraining`). Every epoch 
 atomic checkpoint (model, optimiser, scheduler, RNG states, history) in the run's checkpoint
 folder, which lies outside the rule's outputs; a re-run after a kill resumes
 from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
-model kept is the one with the best validation accuracy (the last epoch without a validation set).
+model kept is the one with the best validation accuracy (the last epoch without a validation set;
+a one-epoch run does not validate: there is nothing to choose).
 
 Besides the loss parts and accuracies, each epoch's history row records what the forward passes
 instantiated per training image (paper Fig. 4): ``mean_input_mb``, the image values read (views,
@@ -209,9 +210,9 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
     trainer.scheduler.step()
     _warn_if_collapsed(spec, epoch, logit_spreads, state)
 
-    val_accuracy = (
-        accuracy(model, data.val, trainer.device, spec.seed, cfg.sampling_at_test) if len(data.val) else math.nan
-    )
+    # Validation only chooses between epochs: a one-epoch run keeps its only model without it.
+    validates = len(data.val) > 0 and cfg.epochs > 1
+    val_accuracy = accuracy(model, data.val, trainer.device, spec.seed, cfg.sampling_at_test) if validates else math.nan
     return {
         "epoch": epoch,
         "train_loss": parts_sum["total"] / seen,

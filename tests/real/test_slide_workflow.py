@@ -167,6 +167,22 @@ def test_pretraining_reads_the_slides_masks_and_then_trains(views, tmp_path, mon
     assert metadata["best_epoch"] == 1 and (tmp_path / "model.pt").exists()
 
 
+def test_only_a_run_of_several_epochs_validates(views, tmp_path):
+    """Validation chooses between epochs: a one-epoch run keeps its model without a validation pass."""
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from zoomin import training
+
+    for epochs in (1, 2):
+        spec = run_spec()
+        spec = replace(spec, training=replace(spec.training, epochs=epochs))
+        training.train(spec, views, run_outputs(tmp_path / str(epochs)))
+        validated = pd.read_csv(tmp_path / str(epochs) / "history.csv")["val_accuracy"].notna()
+        assert len(validated) == epochs and validated.all() == (epochs > 1) and validated.any() == (epochs > 1)
+
+
 def run_spec(mask_loss_weight: float = 0.0, reference_class: str | None = None, pretrain_epochs: int = 0):
     """Run s0 of a Zoom-In on the slides: one epoch of batches of two, every other setting default."""
     from zoomin.spec import MeasureConfig, ModelSpec, RunSettings, RunSpec, TrainingConfig

@@ -5,17 +5,21 @@ image's corner; on a whole slide only the cells that hold tissue (``SlideImage.t
 slide cache's tissue mask), elsewhere (or on a slide without tissue) every cell. They are read at a
 scale (1: full resolution, through ``image.patches``; below 1 one ``region_view`` each), and a small
 CNN (:class:`PatchEncoder`) embeds them. :class:`GatedAttention` is the attention pooling CLAM-SB and
-MRMIL share.
+MRMIL share; :class:`BagClassifier` the per-image loop all four share.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from zoomin.image_access import ImageAccess, patch_corner
+from zoomin.models.base import Classifier
 from zoomin.models.batching import to_module
-from zoomin.models.output import Attention, AttentionMap, SampledRegions
+from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
 from zoomin.models.standardise import Standardise
 
 
@@ -102,3 +106,34 @@ def bag_attention(
         stage1=AttentionMap(probs.reshape(shape), (0.0, 0.0), (float(patch), float(patch))),
         sampled=SampledRegions(cell_centres(cells[sampled], shape[1], patch), patch, cells[sampled]),
     )
+
+
+class BagResult(NamedTuple):
+    """One image's classification by a bag model: its logits, its attention, and what the model's
+    ``auxiliary_loss`` needs of it (``None`` if nothing)."""
+
+    logits: torch.Tensor
+    attention: Attention
+    extra: Any = None
+
+
+class BagClassifier(Classifier):
+    """A model that classifies each image of a batch on its own, as a bag: subclasses implement
+    :meth:`classify`; ``forward`` loops over the images. Deterministic: ``generator`` is unused."""
+
+    def classify(self, image: ImageAccess) -> BagResult:
+        raise NotImplementedError
+
+    def forward(
+        self,
+        images: Sequence[ImageAccess],
+        generator: torch.Generator | None = None,
+        sampling: str = "sample",
+    ) -> ModelOutput:
+        check_sampling(sampling)
+        results = [self.classify(image) for image in images]
+        logits = torch.stack([r.logits for r in results])
+        return ModelOutput(
+            logits, torch.zeros(len(images), device=logits.device), [r.attention for r in results],
+            [r.extra for r in results],
+        )

@@ -25,14 +25,14 @@ ImageNet ResNet-50, which cannot be downloaded here (docs/methods.md, CLAM-SB).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
 from zoomin.models.bags import (
+    BagClassifier,
+    BagResult,
     GatedAttention,
     PatchEncoder,
     bag_attention,
@@ -40,8 +40,7 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.base import Classifier
-from zoomin.models.output import ModelOutput, check_sampling
+from zoomin.models.output import ModelOutput
 from zoomin.models.registry import CLAMParams
 
 # Instance embeddings kept across calls at most (float32): 2 GiB holds ~1,000 slides of the embedded
@@ -58,7 +57,7 @@ def image_key(image: ImageAccess) -> str | None:
     return None
 
 
-class CLAMNet(Classifier):
+class CLAMNet(BagClassifier):
     """CLAM-SB on frozen instance embeddings; see the module docstring."""
 
     def __init__(self, num_classes: int, params: CLAMParams):
@@ -71,6 +70,7 @@ class CLAMNet(Classifier):
         self.classifier = nn.Linear(hidden, num_classes)
         self.instance_classifiers = nn.ModuleList(nn.Linear(hidden, 2) for _ in range(num_classes))
         self._embeddings: dict[str, torch.Tensor] = {}
+        self._kept_bytes = 0
 
     def embeddings(self, image: ImageAccess, centres: torch.Tensor) -> torch.Tensor:
         """The frozen encoder's embedding of every instance (kept per image, see the module docstring)."""
@@ -84,34 +84,27 @@ class CLAMNet(Classifier):
                 for start in range(0, len(centres), self.params.chunk)
             ]
         embedded = torch.cat(chunks)
-        kept = sum(e.numel() * e.element_size() for e in self._embeddings.values())
-        if key is not None and kept + embedded.numel() * embedded.element_size() <= EMBEDDING_BUDGET_BYTES:
+        size = embedded.numel() * embedded.element_size()
+        if key is not None and self._kept_bytes + size <= EMBEDDING_BUDGET_BYTES:
             self._embeddings[key] = embedded
+            self._kept_bytes += size
         return embedded
 
     def clear_caches(self) -> None:
         self._embeddings.clear()
+        self._kept_bytes = 0
 
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Slide logits from gated attention pooling (deterministic: ``generator`` is unused)."""
-        check_sampling(sampling)
+    def classify(self, image: ImageAccess) -> BagResult:
+        """Slide logits from gated attention pooling; the instance features and weights for
+        :meth:`auxiliary_loss`."""
         patch = self.params.patch
-        logits, attention, extras = [], [], []
-        for image in images:
-            shape, cells = instance_grid(image, patch)
-            hidden = F.relu(self.fc(self.embeddings(image, cell_centres(cells, shape[1], patch))))
-            pooled, weights = self.attention(hidden)
-            logits.append(self.classifier(pooled))
-            top = torch.topk(weights.detach(), min(self.params.k_sample, len(cells))).indices
-            attention.append(bag_attention(image, shape, patch, cells, weights, top))
-            extras.append((hidden, weights))
-        stacked = torch.stack(logits)
-        return ModelOutput(stacked, torch.zeros(len(images), device=stacked.device), attention, extras)
+        shape, cells = instance_grid(image, patch)
+        hidden = F.relu(self.fc(self.embeddings(image, cell_centres(cells, shape[1], patch))))
+        pooled, weights = self.attention(hidden)
+        top = torch.topk(weights.detach(), min(self.params.k_sample, len(cells))).indices
+        return BagResult(
+            self.classifier(pooled), bag_attention(image, shape, patch, cells, weights, top), (hidden, weights)
+        )
 
     def auxiliary_loss(self, output: ModelOutput, labels: torch.Tensor) -> torch.Tensor | None:
         """The instance-level clustering loss of the batch, weighted against the slide loss."""

@@ -25,16 +25,21 @@ instances, on the instance grid; the M instances are the sampled regions.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import PatchEncoder, bag_attention, cell_centres, instance_grid, read_instances
-from zoomin.models.base import Classifier
-from zoomin.models.output import ModelOutput, check_sampling
+from zoomin.models.bags import (
+    BagClassifier,
+    BagResult,
+    PatchEncoder,
+    bag_attention,
+    cell_centres,
+    instance_grid,
+    read_instances,
+)
 from zoomin.models.registry import IPSParams
 
 
@@ -73,7 +78,7 @@ class CrossAttentionPool(nn.Module):
         return self.norm2(x + self.mlp(x)), weights.mean(dim=0)
 
 
-class IPSNet(Classifier):
+class IPSNet(BagClassifier):
     """Iterative patch selection with a cross-attention aggregator; see the module docstring."""
 
     def __init__(self, num_classes: int, params: IPSParams):
@@ -101,25 +106,14 @@ class IPSNet(Classifier):
                 kept, embeddings = candidates[best], embeddings[best.to(embeddings.device)]
         return kept.sort().values
 
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Logits from each image's selected instances (no randomness: ``generator`` is unused)."""
-        check_sampling(sampling)
+    def classify(self, image: ImageAccess) -> BagResult:
+        """Logits from the image's selected instances."""
         patch = self.params.patch
-        logits, attention = [], []
-        for image in images:
-            shape, cells = instance_grid(image, patch)
-            centres = cell_centres(cells, shape[1], patch)
-            kept = self.select(image, centres)
-            pooled, weights = self.pool(self.encoder(self.instances(image, centres[kept])))
-            logits.append(self.classifier(pooled))
-            on_bag = torch.zeros(len(cells), dtype=weights.dtype, device=weights.device).index_put(
-                (kept.to(weights.device),), weights
-            )
-            attention.append(bag_attention(image, shape, patch, cells, on_bag, kept))
-        stacked = torch.stack(logits)
-        return ModelOutput(stacked, torch.zeros(len(images), device=stacked.device), attention)
+        shape, cells = instance_grid(image, patch)
+        centres = cell_centres(cells, shape[1], patch)
+        kept = self.select(image, centres)
+        pooled, weights = self.pool(self.encoder(self.instances(image, centres[kept])))
+        on_bag = torch.zeros(len(cells), dtype=weights.dtype, device=weights.device).index_put(
+            (kept.to(weights.device),), weights
+        )
+        return BagResult(self.classifier(pooled), bag_attention(image, shape, patch, cells, on_bag, kept))

@@ -24,19 +24,23 @@ instance grid, and the top instance as the sampled region.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import PatchEncoder, bag_attention, cell_centres, instance_grid, read_instances
-from zoomin.models.base import Classifier
-from zoomin.models.output import ModelOutput, check_sampling
+from zoomin.models.bags import (
+    BagClassifier,
+    BagResult,
+    PatchEncoder,
+    bag_attention,
+    cell_centres,
+    instance_grid,
+    read_instances,
+)
 from zoomin.models.registry import MILParams
 
 
-class MILNet(Classifier):
+class MILNet(BagClassifier):
     """Top-instance MIL; see the module docstring."""
 
     def __init__(self, num_classes: int, params: MILParams):
@@ -57,22 +61,12 @@ class MILNet(Classifier):
                 scores.append(1.0 - torch.softmax(self.net(patches), dim=1)[:, 0])
         return torch.cat(scores).cpu()
 
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Logits of each image's top instance (no randomness: ``generator`` is unused)."""
-        check_sampling(sampling)
+    def classify(self, image: ImageAccess) -> BagResult:
+        """Logits of the image's top instance."""
         patch = self.params.patch
-        logits, attention = [], []
-        for image in images:
-            shape, cells = instance_grid(image, patch)
-            centres = cell_centres(cells, shape[1], patch)
-            scores = self.instance_scores(image, centres)
-            top = int(scores.argmax())
-            logits.append(self.net(self.instances(image, centres[top : top + 1]))[0])
-            attention.append(bag_attention(image, shape, patch, cells, scores, torch.tensor([top])))
-        stacked = torch.stack(logits)
-        return ModelOutput(stacked, torch.zeros(len(images), device=stacked.device), attention)
+        shape, cells = instance_grid(image, patch)
+        centres = cell_centres(cells, shape[1], patch)
+        scores = self.instance_scores(image, centres)
+        top = int(scores.argmax())
+        logits = self.net(self.instances(image, centres[top : top + 1]))[0]
+        return BagResult(logits, bag_attention(image, shape, patch, cells, scores, torch.tensor([top])))

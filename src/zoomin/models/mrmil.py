@@ -32,14 +32,14 @@ the sampled regions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
 from zoomin.models.bags import (
+    BagClassifier,
+    BagResult,
     GatedAttention,
     PatchEncoder,
     bag_attention,
@@ -47,8 +47,7 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.base import Classifier
-from zoomin.models.output import ModelOutput, check_sampling
+from zoomin.models.output import ModelOutput
 from zoomin.models.registry import MRMILParams
 
 
@@ -91,7 +90,7 @@ def region_cells(
     return (rows, cols), torch.cat(chosen)
 
 
-class MRMILNet(Classifier):
+class MRMILNet(BagClassifier):
     """Two-stage multi-resolution attention MIL; see the module docstring."""
 
     def __init__(self, num_classes: int, params: MRMILParams):
@@ -116,32 +115,18 @@ class MRMILNet(Classifier):
         logits, weights = self.low_head(embeddings)
         return shape, cells, logits, weights
 
-    def forward(
-        self,
-        images: Sequence[ImageAccess],
-        generator: torch.Generator | None = None,
-        sampling: str = "sample",
-    ) -> ModelOutput:
-        """Logits of stage 2 on each image's selected regions (deterministic: ``generator`` is unused);
-        ``extras`` holds the stage-1 logits for :meth:`auxiliary_loss`."""
-        check_sampling(sampling)
+    def classify(self, image: ImageAccess) -> BagResult:
+        """Logits of stage 2 on the image's selected regions; the stage-1 logits for
+        :meth:`auxiliary_loss`."""
         p = self.params
-        logits, stage1_logits, attention = [], [], []
-        for image in images:
-            shape, cells, low_logits, weights = self.stage1(image)
-            top = torch.topk(weights.detach(), min(p.top, len(cells))).indices.cpu()
-            grid, high_cells = region_cells(image, cells[top], shape[1], p.region, p.patch)
-            centres = cell_centres(high_cells, grid[1], p.patch)
-            instances = read_instances(image, centres, p.patch, p.high_scale, self)
-            logits.append(self.high_head(self.high_encoder(instances))[0])
-            stage1_logits.append(low_logits)
-            attention.append(bag_attention(image, shape, p.region, cells, weights, top))
-        stacked = torch.stack(logits)
-        entropy = torch.zeros(len(images), device=stacked.device)
-        return ModelOutput(stacked, entropy, attention, extras=torch.stack(stage1_logits))
+        shape, cells, low_logits, weights = self.stage1(image)
+        top = torch.topk(weights.detach(), min(p.top, len(cells))).indices.cpu()
+        grid, high_cells = region_cells(image, cells[top], shape[1], p.region, p.patch)
+        instances = read_instances(image, cell_centres(high_cells, grid[1], p.patch), p.patch, p.high_scale, self)
+        logits = self.high_head(self.high_encoder(instances))[0]
+        return BagResult(logits, bag_attention(image, shape, p.region, cells, weights, top), low_logits)
 
     def auxiliary_loss(self, output: ModelOutput, labels: torch.Tensor) -> torch.Tensor | None:
         """``stage1_weight`` times the cross-entropy of the stage-1 logits: what trains the saliency."""
-        if not isinstance(output.extras, torch.Tensor):
-            return None
-        return self.params.stage1_weight * F.cross_entropy(output.extras, labels.to(output.extras.device))
+        stage1 = torch.stack(output.extras)
+        return self.params.stage1_weight * F.cross_entropy(stage1, labels.to(stage1.device))
