@@ -7,8 +7,8 @@ when any annotated pixel falls in it and 0 otherwise:
 
 * the stage-1 attention net ``a`` on ``V1``: one example per tile, the net's logit map average-pooled
   over the tile (the pooling the network already does: a global-average-pooling head per tile);
-* the stage-2 attention net ``b`` on the ``V2`` views of a few tiles (every tile with an annotated
-  pixel, as many tiles without, drawn at random): one example per position, the sub-tile's logit;
+* the stage-2 attention net ``b`` on the ``V2`` views of a few tiles (up to :data:`TILES` with an
+  annotated pixel and as many without, drawn at random): one example per position, its logit;
 * the feature net ``f`` on full-resolution sub-tiles (up to :data:`SUBTILES` annotated ones per image
   and as many drawn from tiles without annotation) with a linear head that is thrown away after.
 
