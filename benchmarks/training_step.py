@@ -7,7 +7,8 @@ For each dataset of the config (default: the embedded default) the stand-in is c
 view cache built under ``benchmarks/out/training_step/<dataset>/`` (kept between calls), then each
 of the dataset's methods is trained for ``--epochs`` epochs of its first run with the workflow's own
 ``zoomin.training.train`` and evaluated with ``zoomin.evaluation.evaluate``, exactly as the
-``train`` and ``evaluate`` rules do. Accuracy after so few epochs means nothing and is not reported.
+workflow's ``train`` rule does (it trains, then evaluates). Accuracy after so few epochs means
+nothing and is not reported.
 
 Columns of the CSV (and of the Markdown table written next to it):
 
@@ -16,7 +17,7 @@ Columns of the CSV (and of the Markdown table written next to it):
   ``--epochs 1`` it is that epoch); ``ms_per_step`` is it divided by the optimiser steps per epoch;
 * ``train_peak_mb``: on CUDA, ``torch.cuda.max_memory_allocated`` over the whole training call
   (model, Adam state, activations of a batch, the validation pass); empty on the CPU;
-* ``infer_peak_mb``, ``infer_time_ms``, ``gflops``: the evaluation rule's per-image measurement
+* ``infer_peak_mb``, ``infer_time_ms``, ``gflops``: the evaluation's per-image measurement
   (``zoomin.measure``; batch 1).
 """
 

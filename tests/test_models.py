@@ -101,7 +101,7 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_the_evaluation_meters_measure_every_model_type(model_type):
-    """FLOPs, memory and time as the evaluate rule measures them (inference mode, module hooks)."""
+    """FLOPs, memory and time as the workflow's evaluation measures them (inference mode, module hooks)."""
     cost = measure_inference(small_model(model_type), random_image(4, 64, 64), "cpu", seed=0, repeats=1, warmup=0)
     assert cost["gflops"] > 0 and cost["peak_memory_mb"] > 0 and cost["time_ms"] > 0
 

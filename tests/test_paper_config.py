@@ -119,7 +119,7 @@ def test_dry_run_plans_the_whole_paper_dag(config, experiment, tmp_path):
     out = result.stdout + result.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, flags=re.MULTILINE))
     runs = sum(len(ds.methods) * len(ds.runs) for ds in experiment.datasets.values())
-    assert int(counts["train"]) == int(counts["evaluate"]) == runs
+    assert int(counts["train"]) == runs and "evaluate" not in counts  # train evaluates too
     for rule in ("download_dataset", "construct_dataset"):
         assert int(counts[rule]) == 5, rule
     assert int(counts["build_views"]) == 4 and int(counts["index_slide_views"]) == 1  # Camelyon16: slides

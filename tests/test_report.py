@@ -76,7 +76,7 @@ def test_report_embeds_the_attention_figures_and_training_curves(report):
     attention = {f"results/figures/attention_{dataset}.png" for dataset in config["datasets"]}
     assert set(_in_category(categories, "Attention")) == attention, categories
     curves_on_disk = {
-        str(path.relative_to(workdir)) for path in (workdir / "results").glob("*/*/*/curves.png")
+        str(path.relative_to(workdir)) for path in (workdir / "results").glob("*/*/curves.png")
     }
     assert curves_on_disk
     assert set(_in_category(categories, "Training curves")) == curves_on_disk, categories

@@ -138,6 +138,9 @@ class InMemoryImage:
     def __init__(self, pixels: np.ndarray, views: dict[float, np.ndarray] | None = None):
         self._pixels = as_hwc_uint8(pixels)
         self._views: dict[float, np.ndarray] = {}
+        # Downscaled regions, kept like the views: training reads the same tiles' stage-2 views
+        # every epoch, and together they are at most the image at that scale.
+        self._regions: dict[tuple[int, int, int, float], np.ndarray] = {}
         for scale, view in (views or {}).items():
             self._views[float(scale)] = as_hwc_uint8(view)
 
@@ -171,9 +174,11 @@ class InMemoryImage:
         return to_chw_float(self.view_array(scale)[top:stop])
 
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
-        region = crop_padded(self._pixels, top, left, size, size)
-        side = scaled_length(size, scale)
-        return to_chw_float(resize_uint8(region, side, side))
+        key = (top, left, size, float(scale))
+        if key not in self._regions:
+            side = scaled_length(size, scale)
+            self._regions[key] = resize_uint8(crop_padded(self._pixels, top, left, size, size), side, side)
+        return to_chw_float(self._regions[key])
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         import torch

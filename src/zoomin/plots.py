@@ -1,4 +1,4 @@
-"""Figures: training curves per run, and attention maps with the sampled sub-tiles (paper Fig. 3/6).
+"""Figures: training curves of a method's runs, and attention maps with the sampled sub-tiles (paper Fig. 3/6).
 
 Editing this file re-runs only the plotting rules (they list it as an input), never training.
 """
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
@@ -36,9 +37,21 @@ LOSS_PARTS = {  # history column -> legend label (the parts a run's loss has; ze
 }
 
 
-def plot_curves(history_csv: str | Path, out_png: str | Path, title: str = "") -> None:
-    """Loss (and its parts) and accuracy per epoch of one run."""
-    history = pd.read_csv(history_csv)
+def plot_curves(histories: dict[str, str | Path], out_png: str | Path, title: str = "") -> None:
+    """Loss (and its parts) and accuracy per epoch, one row of two panels per run (``histories``:
+    run name -> its history CSV), so the folds or seeds of a method can be compared at a glance."""
+    fig, axes = plt.subplots(len(histories), 2, figsize=(9, 3.2 * len(histories)), squeeze=False)
+    for (run, history_csv), (ax_loss, ax_acc) in zip(histories.items(), axes):
+        _curves_of_run(pd.read_csv(history_csv), ax_loss, ax_acc)
+        ax_loss.set_title(f"run {run}: loss", fontsize="medium")
+        ax_acc.set_title(f"run {run}: accuracy", fontsize="medium")
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def _curves_of_run(history: pd.DataFrame, ax_loss: Axes, ax_acc: Axes) -> None:
+    """One run's two panels: the loss and its non-zero parts; training and validation accuracy."""
     losses = history.melt(
         id_vars="epoch",
         value_vars=[c for c in LOSS_PARTS if c in history and (c == "train_loss" or history[c].abs().max() > 0)],
@@ -51,16 +64,12 @@ def plot_curves(history_csv: str | Path, out_png: str | Path, title: str = "") -
         var_name="set",
         value_name="accuracy",
     ).replace({"set": {"train_accuracy": "train", "val_accuracy": "validation"}})
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.2))
     sns.lineplot(losses, x="epoch", y="loss", hue="part", marker="o", ax=ax_loss)
     sns.lineplot(accuracy, x="epoch", y="accuracy", hue="set", style="set", markers=True, dashes=False, ax=ax_acc)
     ax_acc.set_ylim(-0.02, 1.02)
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize="small")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
-    fig.tight_layout()
-    _save(fig, out_png)
 
 
 def plot_attention(image, attention: Attention | None, out_png: str | Path, title: str = "") -> None:

@@ -134,9 +134,8 @@ def test_jobs_went_through_sbatch(both_runs) -> None:
     runs = sorted(r for r in local_runs if (r.parts[1], r.parts[2]) in rows)
     assert runs, "the local run produced no metrics of the table's rows"
     assert sorted(p.relative_to(slurm_dir) for p in (slurm_dir / "results").glob("*/*/*/metrics.json")) == runs
-    # every training and evaluation was a SLURM job; plots and tables were not
+    # every training run (which evaluates too) was a SLURM job; plots and tables were not
     assert per_rule["train"] == len(runs), per_rule
-    assert per_rule["evaluate"] == len(runs), per_rule
     assert not LOCAL_RULES & set(per_rule), per_rule
     assert "localrule table:" in slurm_out
 

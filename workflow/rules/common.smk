@@ -29,6 +29,7 @@ RAW = "resources/{dataset}/raw"
 CONSTRUCTED = "resources/{dataset}/constructed"
 VIEWS = "results/{dataset}/views.h5"
 RUN = "results/{dataset}/{method}/{run}"
+CURVES = "results/{dataset}/{method}/curves.png"  # training curves of every run of a method
 PREDICTIONS = "results/predictions/{dataset}/{method}/{run}"
 
 
@@ -63,12 +64,12 @@ def table_outputs():
 
 
 def table_with_figures(name):
-    """A table and the figures of its runs: the table files, each run's curves, the attention figure
+    """A table and the figures of its runs: the table files, its methods' curves, the attention figure
     of each of its datasets the attention method trains on, and its datasets' error-bar figures."""
     pairs = [tuple(pair) for pair in EXP.table(name).rows]
     datasets = list(dict.fromkeys(dataset for dataset, _ in pairs))
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
-    out += [f"{RUN}/curves.png".format(dataset=d, method=m, run=r) for d, m, r in EXP.runs_of(pairs)]
+    out += [CURVES.format(dataset=d, method=m) for d, m in dict.fromkeys(pairs)]
     out += [
         f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.attention_method and d in datasets
     ]
@@ -91,7 +92,7 @@ def attention_figures():
 
 
 def curve_figures():
-    return [f"{RUN}/curves.png".format(dataset=d, method=m, run=r) for d, m, r in EXP.runs_of(EXP.trained())]
+    return [CURVES.format(dataset=d, method=m) for d, m in EXP.trained()]
 
 
 def paper_figures():

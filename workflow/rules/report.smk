@@ -30,21 +30,24 @@ rule table:
         "../scripts/make_table.py"
 
 
+# One figure per (dataset, method) with a row per run: one job rather than one per run.
 rule plot_curves:
     input:
-        history=f"{RUN}/history.csv",
+        histories=lambda wc: [f"{RUN}/history.csv".format(run=run, **wc) for run in EXP.datasets[wc.dataset].runs],
         code=code_of("zoomin.plots"),
     output:
         png=report(
-            f"{RUN}/curves.png",
+            CURVES,
             caption="../report/curves.rst",
             category="Training curves",
             subcategory="{dataset}",
         ),
     log:
-        "logs/{dataset}/{method}/{run}/plot_curves.log",
+        "logs/{dataset}/{method}/plot_curves.log",
     conda:
         "../../envs/zoomin.yaml"
+    params:
+        runs=lambda wc: list(EXP.datasets[wc.dataset].runs),
     script:
         "../scripts/plot_curves.py"
 

@@ -1,7 +1,8 @@
-"""Snakemake adapter: training curves of one run."""
+"""Snakemake adapter: training curves of every run of one (dataset, method)."""
 from zoomin.plots import plot_curves
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 w = sm.wildcards
-run_script(sm, lambda: plot_curves(sm.input.history, sm.output.png, f"{w.dataset} / {w.method} / {w.run}"))
+histories = dict(zip(sm.params.runs, sm.input.histories))
+run_script(sm, lambda: plot_curves(histories, sm.output.png, f"{w.dataset} / {w.method}"))
