@@ -259,7 +259,7 @@ class MemoryFigureSpec:
 
 @dataclass(frozen=True)
 class FiguresSpec:
-    """Which figures the workflow draws, beyond the per-run training curves.
+    """Which figures the workflow draws, beyond the training curves (one figure per trained dataset and method).
 
     ``attention_method`` draws ``attention_<dataset>.png`` (Fig. 3/6), Fig. 7
     (``spearman_<dataset>``, for the datasets in ``spearman``, which must have masks) and Fig. 8
