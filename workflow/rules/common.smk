@@ -45,6 +45,13 @@ wildcard_constraints:
     run=r"(r\d+f\d+|s\d+)",
 
 
+def slides_first(wildcards):
+    """Scheduling priority: a slide dataset's chain (drawing the slides, their caches, training on
+    them) holds the longest jobs, so it starts first and the shorter jobs fill the cores around it
+    instead of leaving the slide trainings to run alone at the end."""
+    return 1 if wildcards.dataset in SLIDE_DATASETS else 0
+
+
 def one_of(names):
     return "|".join(names) or NO_MATCH
 

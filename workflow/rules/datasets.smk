@@ -14,6 +14,7 @@ checkpoint construct_dataset:
         "logs/{dataset}/construct.log",
     benchmark:
         "logs/{dataset}/construct.benchmark.tsv"
+    priority: slides_first
     conda:
         "../../envs/zoomin.yaml"
     params:

@@ -20,6 +20,7 @@ rule download_dataset:
         "logs/{dataset}/download.benchmark.tsv"
     wildcard_constraints:
         dataset=one_of(DOWNLOADABLE),
+    priority: slides_first
     conda:
         "../../envs/zoomin.yaml"
     threads: download_threads

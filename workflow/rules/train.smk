@@ -15,6 +15,7 @@ rule train:
         "logs/{dataset}/{method}/{run}/train.log",
     benchmark:
         "logs/{dataset}/{method}/{run}/train.benchmark.tsv"
+    priority: slides_first
     retries: 2
     conda:
         "../../envs/zoomin.yaml"

@@ -36,6 +36,7 @@ rule slide_cache:
     wildcard_constraints:
         dataset=one_of(SLIDE_DATASETS),
         image_id=r"[A-Za-z0-9_.-]+",
+    priority: slides_first
     conda:
         "../../envs/zoomin.yaml"
     threads: 1
@@ -58,6 +59,7 @@ rule index_slide_views:
         "logs/{dataset}/build_views.log",
     wildcard_constraints:
         dataset=one_of(SLIDE_DATASETS),
+    priority: slides_first
     conda:
         "../../envs/zoomin.yaml"
     params:
