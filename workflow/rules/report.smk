@@ -33,7 +33,10 @@ rule table:
 # One figure per (dataset, method) with a row per run: one job rather than one per run.
 rule plot_curves:
     input:
-        histories=lambda wc: [f"{RUN}/history.csv".format(run=run, **wc) for run in EXP.datasets[wc.dataset].runs],
+        histories=lambda wc: [
+            f"{RUN}/history.csv".format(dataset=d, method=m, run=r)
+            for d, m, r in dataset_runs(wc.dataset, [wc.method])
+        ],
         code=code_of("zoomin.plots"),
     output:
         png=report(
@@ -46,8 +49,6 @@ rule plot_curves:
         "logs/{dataset}/{method}/plot_curves.log",
     conda:
         "../../envs/zoomin.yaml"
-    params:
-        runs=lambda wc: list(EXP.datasets[wc.dataset].runs),
     script:
         "../scripts/plot_curves.py"
 

@@ -1,8 +1,10 @@
 """Snakemake adapter: training curves of every run of one (dataset, method)."""
+from pathlib import Path
+
 from zoomin.plots import plot_curves
 from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 w = sm.wildcards
-histories = dict(zip(sm.params.runs, sm.input.histories))
+histories = {Path(history).parent.name: history for history in sm.input.histories}  # results/<d>/<m>/<run>/
 run_script(sm, lambda: plot_curves(histories, sm.output.png, f"{w.dataset} / {w.method}"))

@@ -42,5 +42,5 @@ class AttentionNet(nn.Module):
 
     def forward(self, views: torch.Tensor) -> torch.Tensor:
         # Channels-last: oneDNN's backward of these 8-channel convolutions on the CPU is ~3x faster
-        # in that layout (docs/measurements.md §7); the result is the same computation.
+        # in that layout (docs/measurements.md §7); the same computation, rounded in another order.
         return self.layers(views.contiguous(memory_format=torch.channels_last))[:, 0]
