@@ -68,7 +68,7 @@ def _write_view(
     """Render the view at ``scale`` block by block into the chunked dataset ``name``."""
     height, width = reader.size
     out_h, out_w = scaled_length(height, scale), scaled_length(width, scale)
-    level = best_level(reader.slide, 1.0 / scale)
+    level = best_level(reader, 1.0 / scale)
     dataset = group.create_dataset(
         name,
         shape=(out_h, out_w, 3),
@@ -80,7 +80,7 @@ def _write_view(
     )
     dataset.attrs["scale"] = float(scale)
     dataset.attrs["level"] = level
-    dataset.attrs["downsample"] = float(reader.slide.level_downsamples[level])
+    dataset.attrs["downsample"] = float(reader.level_downsamples[level])
     per_y = height / out_h
     bands = range(0, out_h, block)
     for oy0 in tqdm(bands, desc=f"{reader.path.name} {name}", unit="band", leave=False, disable=len(bands) < 4):
@@ -152,7 +152,7 @@ def build_slide_cache(
                 "tiled pyramidal TIFF, e.g. `vips tiffsave in.tif out.tif --tile --pyramid --compression jpeg`",
             )
         tissue_scale = min(1.0 / tissue_downsample, 1.0)
-        tissue_level = best_level(reader.slide, 1.0 / tissue_scale)
+        tissue_level = best_level(reader, 1.0 / tissue_scale)
         with atomic_path(out_path) as tmp:
             with h5py.File(tmp, "w") as h5:
                 h5.attrs["format_version"] = FORMAT_VERSION
@@ -162,7 +162,7 @@ def build_slide_cache(
                 h5.attrs["mpp"] = float("nan") if mpp is None else mpp
                 h5.attrs["scales"] = json.dumps([float(s) for s in scales])
                 h5.attrs["level"] = tissue_level
-                h5.attrs["downsample"] = float(reader.slide.level_downsamples[tissue_level])
+                h5.attrs["downsample"] = float(reader.level_downsamples[tissue_level])
                 for scale in sorted({float(s) for s in scales}):
                     _write_view(reader, h5, scale_key(scale), scale, compression, block)
                 cached = scale_key(tissue_scale)
@@ -182,7 +182,7 @@ def build_slide_cache(
                 mask_set.attrs.update(
                     scale=tissue_scale,
                     level=tissue_level,
-                    downsample=float(reader.slide.level_downsamples[tissue_level]),
+                    downsample=float(reader.level_downsamples[tissue_level]),
                     threshold=threshold,
                 )
                 fractions = tile_fractions(mask, height, width, tile_size)

@@ -36,8 +36,8 @@ DEFAULT_MASK_DOWNSAMPLE = 16.0
 
 def mask_shape(reader: SlideReader, mask_downsample: float) -> tuple[int, int]:
     """(height, width) of the pyramid level a mask at ``mask_downsample`` is stored at."""
-    level = best_level(reader.slide, mask_downsample)
-    width, height = reader.slide.level_dimensions[level]
+    level = best_level(reader, mask_downsample)
+    width, height = reader.level_dimensions[level]
     return int(height), int(width)
 
 

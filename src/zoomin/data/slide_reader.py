@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def open_slide(path: str | Path) -> openslide.OpenSlide:
         raise InputFileError(path, f"cannot open slide (corrupt or truncated?): {error}") from None
 
 
-def best_level(slide: openslide.OpenSlide, downsample: float) -> int:
+def best_level(slide: openslide.OpenSlide | SlideReader, downsample: float) -> int:
     """The coarsest level whose downsample is <= ``downsample`` (level 0 if none is)."""
     chosen = 0
     for level, level_downsample in enumerate(slide.level_downsamples):
@@ -78,23 +79,35 @@ class SlideReader:
         state["_slide"] = None
         return state
 
+    # OpenSlide's level properties ask the C library and build new tuples on every access; a
+    # training step reads a region per sampled patch, so the reader asks once.
+    @cached_property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        """(width, height) of each pyramid level, as OpenSlide gives them."""
+        return tuple(self.slide.level_dimensions)
+
+    @cached_property
+    def level_downsamples(self) -> tuple[float, ...]:
+        """Level-0 pixels per level pixel of each pyramid level, as OpenSlide gives them."""
+        return tuple(self.slide.level_downsamples)
+
     @property
     def size(self) -> tuple[int, int]:
         """(height, width) of level 0."""
-        width, height = self.slide.dimensions
+        width, height = self.level_dimensions[0]
         return int(height), int(width)
 
     def level_scale(self, level: int) -> tuple[float, float]:
         """Level-0 pixels per level pixel along (y, x), from the actual level sizes."""
-        width0, height0 = self.slide.dimensions
-        width, height = self.slide.level_dimensions[level]
+        width0, height0 = self.level_dimensions[0]
+        width, height = self.level_dimensions[level]
         return height0 / height, width0 / width
 
     def read(self, level: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """HxWx3 uint8 pixels of ``level`` starting at level pixel (top, left); outside = 0."""
         if height <= 0 or width <= 0:
             return np.zeros((max(height, 0), max(width, 0), 3), dtype=np.uint8)
-        downsample = self.slide.level_downsamples[level]
+        downsample = self.level_downsamples[level]
         location = (int(round(left * downsample)), int(round(top * downsample)))
         try:
             region = self.slide.read_region(location, level, (int(width), int(height)))
@@ -104,7 +117,7 @@ class SlideReader:
                 self.path, f"cannot read level {level} at ({top}, {left}) (corrupt or truncated?): {error}"
             ) from None
         self.read_stats[level] += int(height) * int(width)
-        level_width, level_height = self.slide.level_dimensions[level]
+        level_width, level_height = self.level_dimensions[level]
         if top >= 0 and left >= 0 and top + height <= level_height and left + width <= level_width:
             return np.array(region.convert("RGB"))  # inside the slide: opaque
         rgba = np.asarray(region)
@@ -129,11 +142,11 @@ class SlideReader:
         :class:`InputFileError` if the region at that level exceeds ``max_read_pixels``.
         """
         per_y, per_x = height / out_height, width / out_width  # level-0 px per output px
-        level = best_level(self.slide, min(per_y, per_x))
+        level = best_level(self, min(per_y, per_x))
         scale_y, scale_x = self.level_scale(level)
         needed = (height / scale_y) * (width / scale_x)
         if needed > self.max_read_pixels:
-            levels = ", ".join(f"{w}x{h}" for w, h in self.slide.level_dimensions)
+            levels = ", ".join(f"{w}x{h}" for w, h in self.level_dimensions)
             raise InputFileError(
                 self.path,
                 f"rendering a {out_width}x{out_height} view would decode {needed:.3g} pixels of "

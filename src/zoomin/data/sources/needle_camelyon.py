@@ -139,8 +139,8 @@ def positive_crops(
 ) -> int:
     """Draw the positive crops of one tumour slide; return how many metastases gave crops."""
     S, level = builder.size, builder.level
-    ds = float(reader.slide.level_downsamples[level])
-    level_w, level_h = reader.slide.level_dimensions[level]
+    ds = float(reader.level_downsamples[level])
+    level_w, level_h = reader.level_dimensions[level]
     height0, width0 = reader.size
     coarse_ds = max(coarse_downsample, ds)
     ch, cw = max(1, int(np.ceil(height0 / coarse_ds))), max(1, int(np.ceil(width0 / coarse_ds)))
@@ -212,14 +212,14 @@ class _NegativeSource:
     def __init__(self, name: str, reader: SlideReader, builder: _Builder, min_tissue: float):
         self.name, self.reader, self.builder, self.min_tissue = name, reader, builder, min_tissue
         S, level = builder.size, builder.level
-        self.ds = float(reader.slide.level_downsamples[level])
+        self.ds = float(reader.level_downsamples[level])
         height0, width0 = reader.size
         scale = min(1.0 / 32.0, 2048.0 / max(height0, width0), 1.0 / self.ds)
         low = reader.render_view(scale)
         self.mask, self.threshold = tissue_mask(low)
         per = (height0 / low.shape[0]) / self.ds  # level pixels per tissue-mask pixel
         cells = max(1, int(S / per))  # crop side in mask pixels (rounded down)
-        level_w, level_h = reader.slide.level_dimensions[level]
+        level_w, level_h = reader.level_dimensions[level]
         if self.mask.shape[0] < cells or self.mask.shape[1] < cells or level_h < S or level_w < S:
             self.candidates = np.zeros((0, 2), dtype=np.int64)
         else:
@@ -236,7 +236,7 @@ class _NegativeSource:
     def draw(self) -> bool:
         """Write one more negative crop; False when the slide has no qualifying position left."""
         S, level = self.builder.size, self.builder.level
-        level_w, level_h = self.reader.slide.level_dimensions[level]
+        level_w, level_h = self.reader.level_dimensions[level]
         while self.next < len(self.order):
             top, left = self.candidates[self.order[self.next]]
             self.next += 1
@@ -367,7 +367,7 @@ def construct(
                     tumour.close()
                 mpp = slide_mpp(reader)
                 if mpp:
-                    mpps.append(mpp * float(reader.slide.level_downsamples[level]))
+                    mpps.append(mpp * float(reader.level_downsamples[level]))
             finally:
                 reader.close()
         positives = list(builder.crops)
