@@ -67,7 +67,21 @@ def test_table_rows_carry_the_settings_the_table_shows():
     assert rows[("needle_camelyon", "zoomin_lenet")]["block"] == "NeedleCamelyon"
 
 
+def test_a_table_may_take_the_first_runs_only_and_the_runs_it_skips_are_not_trained():
+    experiment = zconfig.prepare(_with(lambda c: c["tables"]["table4"].update(runs=1)))
+    table4 = experiment.table_runs("table4")
+    assert {run for dataset, _, run in table4 if dataset == "colon"} == {"r0f0"}
+    assert ("colon", "zoomin_lambda0", "r0f0") in table4 and ("colon", "zoomin_n50", "r0f0") in table4
+    assert experiment.runs_used("colon", "zoomin_lambda0") == ("r0f0",)  # only Table 4 shows it
+    assert experiment.runs_used("colon", "zoomin_lenet") == ("r0f0", "r0f1", "r0f2")  # Table 1 shows all
+    assert experiment.runs_used("colon", "zoomin_n50") == ("r0f0", "r0f1", "r0f2")  # Table 3 and the sweep
+    every = zconfig.prepare(_with(lambda c: c["tables"]["table4"].pop("runs", None)))
+    assert len(every.table_runs("table4")) == len(table4) + 2 * 6  # 3 folds of the 6 colon rows
+    assert every.runs_used("colon", "zoomin_lambda0") == ("r0f0", "r0f1", "r0f2")
+
+
 BAD_TABLES = {
+    "a table taking no runs": (lambda c: c["tables"]["table4"].update(runs=0), "tables.table4.runs"),
     "unknown dataset in a row": (
         lambda c: c["tables"]["table3"]["rows"].append(["imagenet", "ats"]), "tables.table3.rows[5]"),
     "unknown method in a row": (

@@ -234,6 +234,7 @@ class TableSpec:
     title: str
     rows: tuple[tuple[str, str], ...]
     settings: tuple[str, ...] = ()
+    runs: int | None = None  # the first this many runs of each dataset; None: all of them
 
 
 @dataclass(frozen=True)
@@ -382,7 +383,10 @@ class Experiment:
         return [(dataset, method) for dataset in self.datasets for method in self.methods_of(dataset)]
 
     def _extra_pairs(self) -> list[tuple[str, str]]:
-        pairs = [row for table in self.extra_tables.values() for row in table.rows]
+        return [row for table in self.extra_tables.values() for row in table.rows] + self._figure_pairs()
+
+    def _figure_pairs(self) -> list[tuple[str, str]]:
+        pairs = []
         figures = self.figures
         for spec in (figures.pareto, figures.memory):
             if spec is not None:
@@ -421,11 +425,22 @@ class Experiment:
 
     def table_runs(self, name: str) -> list[tuple[str, str, str]]:
         """``(dataset, method, run)`` of every run whose metrics go into table ``name``."""
-        return [(d, m, run) for d, m in self.table(name).rows for run in self.datasets[d].runs]
+        table = self.table(name)
+        return [(d, m, run) for d, m in table.rows for run in self.datasets[d].runs[: table.runs]]
 
     def runs_of(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
         """``(dataset, method, run)`` of every run of the given ``(dataset, method)`` pairs."""
-        return [(d, m, run) for d, m in pairs for run in self.datasets[d].runs]
+        return [(d, m, run) for d, m in pairs for run in self.runs_used(d, m)]
+
+    def runs_used(self, dataset: str, method: str) -> tuple[str, ...]:
+        """The runs of ``method`` on ``dataset`` that the tables and figures show: all the dataset's
+        runs, or its first ``runs`` when only tables that take that many (``tables.<name>.runs``)
+        show the pair."""
+        runs = self.datasets[dataset].runs
+        if method in self.datasets[dataset].methods or (dataset, method) in self._figure_pairs():
+            return runs
+        wanted = [t.runs or len(runs) for t in self.extra_tables.values() if (dataset, method) in t.rows]
+        return runs[: max(wanted)] if wanted else runs
 
     def setting(self, dataset: str, method: str, name: str) -> Any:
         """A run setting of ``method`` on ``dataset`` as it takes effect: a model parameter, else a
@@ -576,7 +591,9 @@ def _tables(
             if (dataset, method) in rows:
                 raise ConfigError(f"tables.{name}.rows[{i}]", f"row [{dataset}, {method}] is listed twice")
             rows.append((dataset, method))
-        tables[name] = TableSpec(name, table["title"], tuple(rows), tuple(table.get("settings") or ()))
+        tables[name] = TableSpec(
+            name, table["title"], tuple(rows), tuple(table.get("settings") or ()), table.get("runs")
+        )
     return tables
 
 
