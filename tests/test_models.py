@@ -100,6 +100,13 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
+def test_every_model_is_built_with_channels_last_convolutions(model_type):
+    kernels = [p for p in small_model(model_type).parameters() if p.dim() == 4]
+    assert kernels and all(p.is_contiguous(memory_format=torch.channels_last) for p in kernels)
+    assert any(not p.is_contiguous() for p in kernels)  # some kernel is more than 1x1 over one channel
+
+
+@pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_the_evaluation_meters_measure_every_model_type(model_type):
     """FLOPs, memory and time as the workflow's evaluation measures them (inference mode, module hooks)."""
     cost = measure_inference(small_model(model_type), random_image(4, 64, 64), "cpu", seed=0, repeats=1, warmup=0)
