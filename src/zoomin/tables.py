@@ -126,19 +126,29 @@ def _mean_std(name: str, values: pd.Series) -> dict[str, float]:
     return {f"{name}_mean": known.mean(), f"{name}_std": known.std(ddof=1) if len(known) > 1 else 0.0}
 
 
+def _mean_pm_std(mean: float, std: float, runs: int, spec: str) -> str:
+    """``mean ± std``, or the value alone for one run (whose spread is unknown, not zero)."""
+    return f"{mean:{spec}}" if runs == 1 else f"{mean:{spec}} ± {std:{spec}}"
+
+
 def to_markdown(table: pd.DataFrame, title: str = "", settings: Sequence[str] = ()) -> str:
     """One section per block, accuracy as ``mean ± std``, settings and paper columns labelled."""
     lines = [f"# {title}", ""] if title else []
-    lines += ["Accuracy (%) and ROC AUC (two-class datasets) are mean ± std over runs; cost is per image "
-              "at inference, batch 1.",
+    lines += ["Accuracy (%) and ROC AUC (two-class datasets) are mean ± std over runs (a row of one run "
+              "shows its value); cost is per image at inference, batch 1.",
               "Columns marked *paper* are the numbers reported in the paper, not measured here.", ""]
     for block, part in table.groupby("block", sort=False):
         view = pd.DataFrame({"Method": part.label})
         for name in settings:
             view[SETTING_HEADERS.get(name, name)] = part[name].map(lambda v, n=name: format_setting(n, v))
-        view["Accuracy (%)"] = [f"{m:.1f} ± {s:.1f}" for m, s in zip(part.accuracy_mean, part.accuracy_std)]
+        view["Accuracy (%)"] = [
+            _mean_pm_std(m, s, n, ".1f") for m, s, n in zip(part.accuracy_mean, part.accuracy_std, part.runs)
+        ]
         if part.auc_mean.notna().any():
-            view["AUC"] = ["–" if pd.isna(m) else f"{m:.3f} ± {s:.3f}" for m, s in zip(part.auc_mean, part.auc_std)]
+            view["AUC"] = [
+                "–" if pd.isna(m) else _mean_pm_std(m, s, n, ".3f")
+                for m, s, n in zip(part.auc_mean, part.auc_std, part.runs)
+            ]
         view["GFLOPs"] = part.gflops.map(lambda v: f"{v:.3f}")
         view["Memory (MB)"] = part.memory_mb.map(lambda v: f"{v:.2f}")
         view["Time (ms)"] = part.time_ms.map(lambda v: f"{v:.2f}")
@@ -154,7 +164,9 @@ def to_markdown(table: pd.DataFrame, title: str = "", settings: Sequence[str] = 
                 view[header] = part[column].map(_or_dash)
         if "paper_note" in part and part.paper_note.notna().any():
             view["Note on the paper's number"] = part.paper_note.fillna("")
-        lines += [f"## {block}", "", view.to_markdown(index=False), ""]
+        # The cells as formatted above (tabulate would turn "80.0" into 80), the numbers right-aligned.
+        align = ("left",) + ("right",) * (len(view.columns) - 1)
+        lines += [f"## {block}", "", view.to_markdown(index=False, disable_numparse=True, colalign=align), ""]
     return "\n".join(lines)
 
 
