@@ -4,7 +4,7 @@
         [--method zoomin_lenet] [--run r0f0] [--epochs 20] [--contrastive-start 10|none]
         [--images 24] [--work benchmarks/out/contrastive] [--out JSONL]
 
-Trains one run of a Zoom-In method with the workflow's own ``zoomin.training.setup`` and
+Trains one run of a Zoom-In method with the workflow's own ``zoomin.training.loop.setup`` and
 ``train_epoch`` (the dataset is constructed with its masks, ``masks: true``, under ``--work``) and
 after every epoch measures, on up to ``--images`` positive training images (docs/contrastive.md):
 
@@ -34,14 +34,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoomin.config import load
+from zoomin.config.load import load
 from zoomin.data.constructed import read_constructed
 from zoomin.data.sources import construct_dataset
 from zoomin.data.view_cache import build_view_cache, load_mask
-from zoomin.inference import accuracy
-from zoomin.losses import contrastive_loss, cross_entropy
 from zoomin.models.distributions import complement, entropy
-from zoomin.training import setup, train_epoch
+from zoomin.training.inference import accuracy
+from zoomin.training.loop import setup, train_epoch
+from zoomin.training.losses import contrastive_loss, cross_entropy
 
 REPO = Path(__file__).resolve().parents[1]
 

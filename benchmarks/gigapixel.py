@@ -12,7 +12,7 @@ child process so that each peak RSS is its own:
    ``SlideImage`` over that cache, called as ``zoomin predict`` and the evaluation call it: eval
    mode, no autograd, a CPU generator, glibc's malloc as it comes (``default``; with
    ``--allocators default fixed-threshold`` also in a second process whose malloc serves every
-   block above 128 KiB by ``mmap``, see ``zoomin.host_memory``). Reported: wall and CPU time of
+   block above 128 KiB by ``mmap``, see ``zoomin.predict.host_memory``). Reported: wall and CPU time of
    the first (cold) and of a second inference, and the load average (the machine may be shared);
    RSS after the imports and peak RSS after the inference (``VmRSS``/``VmHWM``); the level-0
    pixels read as a fraction of level 0; the peak tensor memory and its parts as the evaluation
@@ -66,7 +66,7 @@ def camelyon16_model(seed: int = 0):
     """``zoomin_lenet`` of config/paper.yaml's camelyon16 dataset, randomly initialised, eval mode."""
     import torch
 
-    from zoomin.config import load
+    from zoomin.config.load import load
 
     spec = load(REPO / "config" / "paper.yaml").model("camelyon16", "zoomin_lenet")
     torch.manual_seed(seed)
@@ -75,7 +75,7 @@ def camelyon16_model(seed: int = 0):
 
 def fix_mmap_threshold(threshold: int = 128 * 1024) -> bool:
     """glibc ``mallopt(M_MMAP_THRESHOLD, 128 KiB)``: every larger block is mmapped and unmapped
-    when freed, so the heap keeps none (zoomin.host_memory says why zoomin does not do this)."""
+    when freed, so the heap keeps none (zoomin.predict.host_memory says why zoomin does not do this)."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     return bool(libc.mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD in glibc's malloc.h
 

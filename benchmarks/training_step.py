@@ -6,7 +6,7 @@
 For each dataset of the config (default: the embedded default) the stand-in is constructed and its
 view cache built under ``benchmarks/out/training_step/<dataset>/`` (kept between calls), then each
 of the dataset's methods is trained for ``--epochs`` epochs of its first run with the workflow's own
-``zoomin.training.train`` and evaluated with ``zoomin.evaluation.evaluate``, exactly as the
+``zoomin.training.loop.train`` and evaluated with ``zoomin.training.evaluate.evaluate``, exactly as the
 workflow's ``train`` rule does (it trains, then evaluates). Accuracy after so few epochs means
 nothing and is not reported.
 
@@ -35,13 +35,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from zoomin.config import load
+from zoomin.config.experiment import Experiment
+from zoomin.config.load import load
+from zoomin.config.run import RunSettings
 from zoomin.data.sources import construct_dataset
 from zoomin.data.splits import load_run_data
 from zoomin.data.view_cache import build_view_cache
-from zoomin.evaluation import evaluate
-from zoomin.spec import Experiment, RunSettings
-from zoomin.training import RunOutputs, train
+from zoomin.training.evaluate import evaluate
+from zoomin.training.loop import RunOutputs, train
 
 LOG = logging.getLogger("benchmarks.training_step")
 REPO = Path(__file__).resolve().parents[1]

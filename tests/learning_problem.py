@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from zoomin import losses
 from zoomin.image_access import InMemoryImage
+from zoomin.training import losses
 
 
 def bright_square_images(n: int, seed: int, side: int = 64, square: int = 10) -> tuple[list[InMemoryImage], torch.Tensor]:
@@ -24,7 +24,7 @@ def bright_square_images(n: int, seed: int, side: int = 64, square: int = 10) ->
 
 
 def train_steps(model: torch.nn.Module, images, labels, steps: int, batch: int = 8, lr: float = 1e-3) -> None:
-    """``steps`` Adam steps of the training loss (CE + the model's own terms), as zoomin.training does."""
+    """``steps`` Adam steps of the training loss (CE + the model's own terms), as zoomin.training.loop does."""
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(0)
     model.train()

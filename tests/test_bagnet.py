@@ -11,7 +11,7 @@ from zoomin.image_access import InMemoryImage
 from zoomin.measure import measure_inference
 from zoomin.models import build_model
 from zoomin.models.bagnet import Bottleneck
-from zoomin.models.registry import BAGNET_RECEPTIVE_FIELDS
+from zoomin.models.params import BAGNET_RECEPTIVE_FIELDS
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -13,7 +13,7 @@ from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.measure import measure_inference
 from zoomin.models import build_model
-from zoomin.models.bags import cell_centres, instance_grid
+from zoomin.models.tissue_bags import cell_centres, instance_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

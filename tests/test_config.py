@@ -11,12 +11,13 @@ import sys
 import pytest
 import yaml
 
-import zoomin.config as zconfig
+import zoomin.config.load as zconfig
 from tests.workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
+from zoomin.config.run import MeasureConfig, TrainingConfig
+from zoomin.config.runs import run_ids, run_seed
 from zoomin.errors import ConfigError
-from zoomin.models.registry import FEATURE_NETS, MODEL_TYPES
-from zoomin.runs import run_ids, run_seed
-from zoomin.spec import MeasureConfig, TrainingConfig
+from zoomin.models.params import FEATURE_NETS
+from zoomin.models.registry import MODEL_TYPES
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
@@ -149,7 +150,7 @@ def test_a_non_editable_install_trains_from_a_config(tmp_path):
     )
     assert build.returncode == 0, build.stderr[-3000:]
     assert (target / "zoomin" / "schemas" / "config.schema.yaml").is_file()
-    code = "import zoomin.config, sys; e = zoomin.config.load(sys.argv[1]); print(zoomin.__file__, len(e.datasets))"
+    code = "import zoomin.config.load, sys; e = zoomin.config.load.load(sys.argv[1]); print(zoomin.__file__, len(e.datasets))"
     env = dict(os.environ, PYTHONPATH=str(target))
     result = subprocess.run(
         [sys.executable, "-c", code, str(TINY_CONFIG)], capture_output=True, text=True, env=env, cwd=tmp_path

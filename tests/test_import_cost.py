@@ -19,13 +19,13 @@ def _modules_loaded_by(module: str) -> set[str]:
     return set(out.stdout.split())
 
 
-@pytest.mark.parametrize("module", ["zoomin.training", "zoomin.evaluation", "zoomin.figures"])
+@pytest.mark.parametrize("module", ["zoomin.training.loop", "zoomin.training.evaluate", "zoomin.report.figures"])
 def test_training_and_evaluation_jobs_do_not_import_torchvision(module: str) -> None:
     assert "torchvision" not in _modules_loaded_by(module)
 
 
 def test_curve_plots_do_not_import_torch() -> None:
-    assert "torch" not in _modules_loaded_by("zoomin.plots")
+    assert "torch" not in _modules_loaded_by("zoomin.report.draw")
 
 
 def test_efficientnet_still_builds() -> None:

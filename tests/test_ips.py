@@ -11,7 +11,7 @@ from tests.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_tra
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
-from zoomin.models.bags import cell_centres, instance_grid
+from zoomin.models.tissue_bags import cell_centres, instance_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from zoomin.image_access import InMemoryImage
-from zoomin.losses import (
+from zoomin.models import build_model
+from zoomin.models.distributions import complement
+from zoomin.training.losses import (
     LossConfig,
     attention_mask_loss,
     contrastive_loss,
@@ -18,8 +20,6 @@ from zoomin.losses import (
     mask_mse,
     total_loss,
 )
-from zoomin.models import build_model
-from zoomin.models.distributions import complement
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread is faster
 

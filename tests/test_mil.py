@@ -11,7 +11,7 @@ from tests.test_models import SpyImage
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
-from zoomin.models.bags import cell_centres, instance_grid
+from zoomin.models.tissue_bags import cell_centres, instance_grid
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

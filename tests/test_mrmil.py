@@ -15,7 +15,7 @@ from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
 from zoomin.models.mrmil import region_cells
-from zoomin.models.registry import MRMILParams
+from zoomin.models.params import MRMILParams
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import zoomin.config as zconfig
+import zoomin.config.load as zconfig
 from tests.workflow_helpers import REPO, copy_workflow, snakemake
-from zoomin.tables import RunMetrics, TableRow, make_table
+from zoomin.report.tables import RunMetrics, TableRow, make_table
 
 PAPER = REPO / "config" / "paper.yaml"
 

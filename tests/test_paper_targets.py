@@ -16,16 +16,16 @@ import torch
 import yaml
 from scipy import stats
 
-import zoomin.config as zconfig
+import zoomin.config.load as zconfig
 from tests.workflow_helpers import REPO, TINY_CONFIG
-from zoomin.agreement import cell_coverage, spearman_summary
 from zoomin.errors import ConfigError
-from zoomin.figure_data import pareto_points
 from zoomin.image_access import CountingImage, InMemoryImage
 from zoomin.models import build_model
 from zoomin.models.output import AttentionMap
-from zoomin.tables import RunMetrics, TableRow, make_table
-from zoomin.training import tiles_opened
+from zoomin.report.agreement import cell_coverage, spearman_summary
+from zoomin.report.figure_data import pareto_points
+from zoomin.report.tables import RunMetrics, TableRow, make_table
+from zoomin.training.loop import tiles_opened
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -225,7 +225,7 @@ def needle_run(tmp_path_factory):
     """One epoch of the tiny config's Zoom-In on a 12-image NeedleCamelyon stand-in with masks."""
     from zoomin.data.synthetic import generate
     from zoomin.data.view_cache import build_view_cache
-    from zoomin.training import RunOutputs, train
+    from zoomin.training.loop import RunOutputs, train
 
     root = tmp_path_factory.mktemp("needle")
     experiment = zconfig.load(TINY_CONFIG)
@@ -249,7 +249,7 @@ def test_history_has_the_tiles_and_input_memory_per_epoch(needle_run):
 
 @pytest.mark.slow
 def test_spearman_figure_writes_scipys_rho_of_its_tiles(needle_run, tmp_path):
-    from zoomin.figures import spearman_figure
+    from zoomin.report.figures import spearman_figure
 
     spec, views, root = needle_run
     summary = spearman_figure([spec], [root / "model.pt"], views, tmp_path / "f.png", tmp_path / "s.csv",
@@ -266,8 +266,8 @@ def test_spearman_figure_writes_scipys_rho_of_its_tiles(needle_run, tmp_path):
 
 @pytest.mark.slow
 def test_the_other_figures_are_drawn(needle_run, tmp_path):
-    from zoomin.figures import errorbars_figure, memory_figure, pareto_figure, views_figure
     from zoomin.measure.scaling import memory_vs_side
+    from zoomin.report.figures import errorbars_figure, memory_figure, pareto_figure, views_figure
 
     spec, views, root = needle_run
     methods = {"zoomin_lenet": {"label": "Zoom-In", "model": "zoomin"}, "ats": {"label": "ATS", "model": "ats"}}

@@ -19,17 +19,17 @@ import zoomin.predict.expectations as expectations_module
 from tests.real.fixtures_images import corrupt
 from tests.real.fixtures_slides import MPP, make_slide, make_truncated_tiff
 from tests.workflow_helpers import TINY_CONFIG
-from zoomin.cli import main
-from zoomin.config import load
+from zoomin.cli.main import main
+from zoomin.config.load import load
+from zoomin.config.outputs import PredictSettings
 from zoomin.data.asap_xml import read_asap_xml
 from zoomin.data.synthetic import generate
 from zoomin.data.view_cache import build_view_cache
 from zoomin.errors import InputFileError
-from zoomin.evaluation import evaluate
 from zoomin.models.registry import model_type
 from zoomin.predict import predict
 from zoomin.predict.inputs import resolve_inputs
-from zoomin.spec import PredictSettings
+from zoomin.training.evaluate import evaluate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -367,7 +367,7 @@ def test_a_model_reading_whole_slides_too_large_or_other_channels_is_refused(tmp
 def test_bad_predict_blocks_are_refused_naming_the_key(block, key):
     import yaml
 
-    from zoomin.config import prepare
+    from zoomin.config.load import prepare
     from zoomin.errors import ConfigError
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
@@ -380,7 +380,7 @@ def test_bad_predict_blocks_are_refused_naming_the_key(block, key):
 def test_predict_block_defaults_to_every_method_and_the_first_run():
     import yaml
 
-    from zoomin.config import prepare
+    from zoomin.config.load import prepare
 
     config = yaml.safe_load(TINY_CONFIG.read_text())
     config["predict"] = {"seed": 5, "datasets": {"colon": {"inputs": ["a.png", "folder"]}}}

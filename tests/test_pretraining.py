@@ -11,7 +11,7 @@ import torch
 
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
-from zoomin.pretraining import balanced_bce, cell_labels, image_loss, pretrain_tile_classifiers
+from zoomin.training.pretrain import balanced_bce, cell_labels, image_loss, pretrain_tile_classifiers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -14,7 +14,7 @@ from PIL import Image
 from zoomin.atomic import write_png
 from zoomin.data import sources
 from zoomin.data.constructed import read_constructed
-from zoomin.data.params import coerce_params, coerce_value, option_names, parse_pairs
+from zoomin.data.options import coerce_params, coerce_value, option_names, parse_pairs
 from zoomin.data.sources import (
     SOURCES,
     Source,

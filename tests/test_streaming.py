@@ -1,4 +1,4 @@
-"""Streamed inference (zoomin.models.streaming): the same result as the whole-view computation.
+"""Streamed inference (zoomin.models.bounded_memory): the same result as the whole-view computation.
 
 Tolerance: the streamed stage-1 tile logits must equal the whole-view ones within 1e-5 absolute
 (float32; a convolution over a band may sum in another order than over the whole view, which
@@ -19,7 +19,7 @@ from zoomin.data.slide_cache import build_slide_cache
 from zoomin.image_access import InMemoryImage, view_shape
 from zoomin.models import build_model
 from zoomin.models.attention import AttentionNet
-from zoomin.models.streaming import banded_logits, chunks, receptive_halo
+from zoomin.models.bounded_memory import banded_logits, chunks, receptive_halo
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 

@@ -11,7 +11,7 @@ from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from zoomin.cli import main as cli_main
+from zoomin.cli.main import main as cli_main
 from zoomin.data.constructed import read_constructed
 from zoomin.data.synthetic import STAND_INS, generate, render_one
 from zoomin.data.synthetic import common as common_module

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from zoomin.evaluation import two_class_auc
-from zoomin.tables import RunMetrics, TableRow, make_table
+from zoomin.report.tables import RunMetrics, TableRow, make_table
+from zoomin.training.evaluate import two_class_auc
 
 SLIDES = TableRow("slides", "zoomin_lenet", "Camelyon16", "Zoom-In Network")
 SIGNS = TableRow("signs", "zoomin_lenet", "Traffic Signs Recognition", "Zoom-In Network")

@@ -15,7 +15,7 @@ from zoomin.measure import measure_inference
 from zoomin.models import build_model
 from zoomin.models import perturbed_topk as ptopk
 from zoomin.models.distributions import entropy
-from zoomin.models.registry import TopKParams
+from zoomin.models.params import TopKParams
 from zoomin.models.topk import normalise_scores
 
 pytestmark = pytest.mark.usefixtures("single_thread")

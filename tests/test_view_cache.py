@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zoomin.cli import main as cli_main
+from zoomin.cli.main import main as cli_main
 from zoomin.data import view_cache as view_cache_module
 from zoomin.data.constructed import ImageRecord, read_constructed, write_constructed
 from zoomin.data.view_cache import ViewCache, build_view_cache

@@ -105,9 +105,8 @@ def _planned_rules(workdir):
 def test_editing_plot_and_table_code_reruns_only_figure_and_table_jobs(finished_run):
     """Snakemake compares input checksums, so a mere touch is not a change: the test edits the code."""
     for name, expected in (
-        ("plots.py", {"plot_curves", "plot_attention"}),
-        ("tables.py", {"table"}),
-        ("paper_figures.py", FIGURE_RULES),
+        ("report/draw.py", {"plot_curves", "plot_attention"} | FIGURE_RULES),
+        ("report/tables.py", {"table"}),
     ):
         code = finished_run / "src" / "zoomin" / name
         original = code.read_text()

@@ -16,7 +16,7 @@ import torch
 from zoomin import estimators
 from zoomin.image_access import InMemoryImage
 from zoomin.models.ats import ATSNet
-from zoomin.models.registry import ATSParams, ZoomInParams
+from zoomin.models.params import ATSParams, ZoomInParams
 from zoomin.models.zoomin_net import ZoomInNet
 
 pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread is faster

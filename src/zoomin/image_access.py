@@ -9,7 +9,7 @@ Models never build the full-resolution image themselves. They ask an :class:`Ima
   full-resolution ``(y, x)`` coordinates, zero-padded at the borders.
 
 All three return float32 tensors in [0, 1], channels first, on the CPU; the model moves them to
-its device. Inference that streams a view (:mod:`zoomin.models.streaming`) asks for it band by band
+its device. Inference that streams a view (:mod:`zoomin.models.bounded_memory`) asks for it band by band
 through :func:`view_rows`, which uses an image's own ``view_rows(scale, top, stop)`` when it has one
 (the slide and HDF5-backed images read just those rows from their caches) and otherwise slices
 ``view(scale)``; the view's shape is known without reading it (:func:`view_shape`).

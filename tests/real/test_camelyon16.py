@@ -133,7 +133,7 @@ def test_missing_reference_is_reported(raw, tmp_path):
 
 
 def test_construct_command(raw, tmp_path):
-    from zoomin.cli import main
+    from zoomin.cli.main import main
 
     root, _ = raw
     args = ["construct", "--source", "camelyon16", "--raw", str(root), "--out", str(tmp_path / "o"), "--seed", "2"]

@@ -9,7 +9,7 @@ from PIL import Image
 
 from tests.real.fixtures_http import serve
 from tests.real.fixtures_images import corrupt, make_crc, zip_folder
-from zoomin.cli import main
+from zoomin.cli.main import main
 from zoomin.data import download as dl
 from zoomin.data.constructed import read_constructed
 from zoomin.data.download import LoginRequired

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.real.fixtures_http import serve
-from zoomin.cli import main
+from zoomin.cli.main import main
 from zoomin.data import download as dl
 from zoomin.data.download import (
     ChecksumError,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.real.fixtures_http import serve
 from tests.real.fixtures_images import corrupt, fmow_files, fmow_key, manifest_bytes, write_files
-from zoomin.cli import main
+from zoomin.cli.main import main
 from zoomin.data.constructed import read_constructed
 from zoomin.data.sources import construct_dataset, fmow
 from zoomin.errors import InputFileError

@@ -85,7 +85,7 @@ def test_corrupt_image_and_wrong_mask_size(tmp_path):
 
 
 def test_cli_construct(tmp_path, capsys):
-    from zoomin.cli import main
+    from zoomin.cli.main import main
 
     raw = make_folder(tmp_path / "raw", ROWS)
     out = tmp_path / "out"

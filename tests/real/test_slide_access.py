@@ -158,6 +158,6 @@ def test_slide_cache_job_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, zoomin.commands.slide_cache, zoomin.data.slide_cache; print('torch' in sys.modules)"
+    code = "import sys, zoomin.cli.commands.slide_cache, zoomin.data.slide_cache; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.real.fixtures_slides import TUMOUR_POLYGONS, make_flat_tiff, make_slide, make_truncated_tiff
-from zoomin.commands import slide_cache as command
+from zoomin.cli.commands import slide_cache as command
 from zoomin.data.slide_access import SlideReader
 from zoomin.data.slide_cache import build_slide_cache
 from zoomin.data.slide_masks import write_mask_tiff

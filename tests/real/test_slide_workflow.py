@@ -118,7 +118,7 @@ def test_zoomin_forward_on_slides_reads_no_level0_region_larger_than_a_patch(vie
 
 
 def test_training_passes_slide_masks_to_the_mask_loss(views, tmp_path, monkeypatch):
-    from zoomin import losses, training
+    from zoomin.training import loop, losses
 
     seen = []
     original = losses.total_loss
@@ -128,7 +128,7 @@ def test_training_passes_slide_masks_to_the_mask_loss(views, tmp_path, monkeypat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(losses, "total_loss", spy)
-    training.train(run_spec(mask_loss_weight=1.0, reference_class="negative"), views, run_outputs(tmp_path))
+    loop.train(run_spec(mask_loss_weight=1.0, reference_class="negative"), views, run_outputs(tmp_path))
     masks = [m for batch in seen for m in batch]
     assert seen and all(m is not None and m.shape == (64, 64) for m in masks)
     assert all(0.0 <= float(m.min()) and float(m.max()) <= 1.0 for m in masks)
@@ -137,31 +137,31 @@ def test_training_passes_slide_masks_to_the_mask_loss(views, tmp_path, monkeypat
 
 @pytest.mark.parametrize("setting", ["mask_loss_weight", "pretrain_epochs"])
 def test_annotation_settings_without_masks_are_a_clear_error(raw, tmp_path, setting):
-    from zoomin import training
+    from zoomin.training import loop
 
     views = build(raw, tmp_path, masks="none")
     spec = run_spec(**{setting: 1})
     with pytest.raises(UserError, match=f"{setting}.*no masks"):
-        training.train(spec, views, run_outputs(tmp_path))
+        loop.train(spec, views, run_outputs(tmp_path))
     assert not (tmp_path / "model.pt").exists()
 
 
 def test_pretraining_reads_the_slides_masks_and_then_trains(views, tmp_path, monkeypatch):
     """Appendix-L pre-training on slides: every training slide's mask view reaches it, the tumour
     slide's tiles are labelled from its annotation, and the run then trains as usual."""
-    from zoomin import pretraining, training
     from zoomin.data.splits import load_run_data
+    from zoomin.training import loop, pretrain
 
     labelled = []
-    original = pretraining.image_loss
+    original = pretrain.image_loss
 
     def spy(model, head, image, mask, generator):
         rows, cols = model.grid(image)
-        labelled.append(float(pretraining.cell_labels(mask, image.size, 0, 0, rows, cols, model.tile).sum()))
+        labelled.append(float(pretrain.cell_labels(mask, image.size, 0, 0, rows, cols, model.tile).sum()))
         return original(model, head, image, mask, generator)
 
-    monkeypatch.setattr(pretraining, "image_loss", spy)
-    metadata = training.train(run_spec(pretrain_epochs=2), views, run_outputs(tmp_path))
+    monkeypatch.setattr(pretrain, "image_loss", spy)
+    metadata = loop.train(run_spec(pretrain_epochs=2), views, run_outputs(tmp_path))
     assert len(labelled) == 2 * len(load_run_data(views, "s0").train)  # two epochs over the training slides
     assert max(labelled) > 0 and min(labelled) == 0  # the tumour slide has annotated tiles, the others none
     assert metadata["best_epoch"] == 1 and (tmp_path / "model.pt").exists()
@@ -173,19 +173,19 @@ def test_only_a_run_of_several_epochs_validates(views, tmp_path):
 
     import pandas as pd
 
-    from zoomin import training
+    from zoomin.training import loop
 
     for epochs in (1, 2):
         spec = run_spec()
         spec = replace(spec, training=replace(spec.training, epochs=epochs))
-        training.train(spec, views, run_outputs(tmp_path / str(epochs)))
+        loop.train(spec, views, run_outputs(tmp_path / str(epochs)))
         validated = pd.read_csv(tmp_path / str(epochs) / "history.csv")["val_accuracy"].notna()
         assert len(validated) == epochs and validated.all() == (epochs > 1) and validated.any() == (epochs > 1)
 
 
 def run_spec(mask_loss_weight: float = 0.0, reference_class: str | None = None, pretrain_epochs: int = 0):
     """Run s0 of a Zoom-In on the slides: one epoch of batches of two, every other setting default."""
-    from zoomin.spec import MeasureConfig, ModelSpec, RunSettings, RunSpec, TrainingConfig
+    from zoomin.config.run import MeasureConfig, ModelSpec, RunSettings, RunSpec, TrainingConfig
 
     return RunSpec(
         dataset="cam", method="zoomin_lenet", run="s0", seed=0,
@@ -199,7 +199,7 @@ def run_spec(mask_loss_weight: float = 0.0, reference_class: str | None = None, 
 
 
 def run_outputs(folder: Path):
-    from zoomin.training import RunOutputs
+    from zoomin.training.loop import RunOutputs
 
     return RunOutputs(folder / "ckpt", folder / "model.pt", folder / "history.csv")
 

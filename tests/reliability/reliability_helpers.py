@@ -16,7 +16,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 RESUME_CONFIG = HERE / "resume_config.yaml"
-ZOOMIN = [sys.executable, "-m", "zoomin.cli"]
+ZOOMIN = [sys.executable, "-m", "zoomin.cli.main"]
 MEASURED = ["seconds"]  # wall-clock columns of history.csv: measurements, not results
 
 

@@ -3,7 +3,7 @@ config key and the problem, and leaves no partial output behind. Odd but valid i
 than a tile, gray/RGBA/palette/16-bit images) works. docs/bad_input.md lists these cases together
 with the ones tested elsewhere (tests/test_config.py, tests/test_constructed.py, tests/real/...).
 
-The commands run in-process through ``zoomin.cli.main`` (the exit status and the one-line message a
+The commands run in-process through ``zoomin.cli.main.main`` (the exit status and the one-line message a
 user sees), which keeps this file fast; the subprocess behaviour of the same entry point is covered
 by test_resume.py and test_determinism.py.
 """
@@ -31,11 +31,11 @@ from tests.reliability.reliability_helpers import (
     evaluate_args,
     train_args,
 )
-from zoomin.checkpoints import load_checkpoint
-from zoomin.cli import main
+from zoomin.cli.main import main
 from zoomin.data.view_cache import ViewCache, build_view_cache
 from zoomin.errors import InputFileError, OutputFileError
 from zoomin.models import build_model
+from zoomin.training.checkpoints import load_checkpoint
 
 
 def cli(capsys, *args) -> tuple[int, str]:
@@ -367,7 +367,7 @@ def test_nan_loss_stops_naming_run_and_epoch(colon_views, tmp_path, capsys):
 
 
 def test_inf_loss_stops_naming_run_and_epoch(colon_views, tmp_path, capsys, monkeypatch):
-    import zoomin.losses as losses_module
+    import zoomin.training.losses as losses_module
 
     original = losses_module.total_loss
     calls = {"n": 0}
@@ -432,7 +432,7 @@ def test_disk_nearly_full_stops_the_view_cache_before_hdf5_fails(colon_views, tm
 def test_disk_full_while_saving_a_checkpoint(colon_views, tmp_path, capsys, monkeypatch):
     """torch.save hides ENOSPC behind 'unexpected pos'; the message still says the disk is full, the
     previous checkpoint survives and nothing else is left."""
-    import zoomin.checkpoints as checkpoints_module
+    import zoomin.training.checkpoints as checkpoints_module
 
     saves = {"n": 0}
     real_save = torch.save

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from tests.reliability.reliability_helpers import RESUME_CONFIG
-from zoomin import training
-from zoomin.config import load
-from zoomin.spec import ModelSpec, RunSettings
+from zoomin.config.load import load
+from zoomin.config.run import ModelSpec, RunSettings
+from zoomin.training import loop
 
 
 def _spec(epochs: int, batch_size: int):
@@ -35,9 +35,9 @@ def _with_dead_features(*args, **kwargs):
 def test_collapsed_model_is_reported_once(colon_views, tmp_path, monkeypatch, caplog, dead, batch_size, reported):
     if dead:
         monkeypatch.setattr(ModelSpec, "build", _with_dead_features)
-    outputs = training.RunOutputs(tmp_path / "ckpt", tmp_path / "model.pt", tmp_path / "history.csv")
-    with caplog.at_level(logging.WARNING, logger="zoomin.training"):
-        training.train(_spec(epochs=2, batch_size=batch_size), colon_views, outputs)
+    outputs = loop.RunOutputs(tmp_path / "ckpt", tmp_path / "model.pt", tmp_path / "history.csv")
+    with caplog.at_level(logging.WARNING, logger="zoomin.training.loop"):
+        loop.train(_spec(epochs=2, batch_size=batch_size), colon_views, outputs)
     reports = [r.getMessage() for r in caplog.records if "no longer depends on its input" in r.getMessage()]
     if reported:
         assert len(reports) == 1 and "run r0f0, epoch 1" in reports[0] and "another seed" in reports[0]

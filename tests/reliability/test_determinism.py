@@ -21,9 +21,9 @@ from tests.reliability.reliability_helpers import (
     train_args,
     zoomin,
 )
-from zoomin.config import load as load_config
-from zoomin.runs import run_seed
-from zoomin.tables import RunMetrics, TableRow, make_table
+from zoomin.config.load import load as load_config
+from zoomin.config.runs import run_seed
+from zoomin.report.tables import RunMetrics, TableRow, make_table
 
 DETERMINISTIC_METRICS = ["seed", "accuracy", "n_test", "predictions", "labels", "sampling", "gflops", "model_type", "best_epoch"]
 

@@ -1,20 +1,20 @@
 # The config, checked before any job runs; path patterns, wildcard constraints and input functions.
 #
 # Everything a rule needs to know about a dataset, a method or a run comes from the typed
-# Experiment that zoomin.config.prepare builds from the config (zoomin/spec.py); facts about a
+# Experiment that zoomin.config.load.prepare builds from the config (zoomin/config/experiment.py); facts about a
 # model type come from the model registry, facts about a data source from the source registry.
 import os
 import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-import zoomin.config
+import zoomin.config.load
 from zoomin.data.sources import download_options, get_source
 from zoomin.errors import ConfigError
 from zoomin.models.registry import model_type
 
 try:
-    EXP = zoomin.config.prepare(config)
+    EXP = zoomin.config.load.prepare(config)
 except ConfigError as error:
     sys.exit(f"zoomin: error: {error}")
 

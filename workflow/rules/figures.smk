@@ -39,7 +39,7 @@ rule plot_memory:
         ],
         views=lambda wc: VIEWS.format(dataset=EXP.figures.memory.dataset),
         scaling="results/figures/memory_scaling.csv",
-        code=code_of("zoomin.figures", "zoomin.figure_data", "zoomin.paper_figures"),
+        code=code_of("zoomin.report.figures", "zoomin.report.figure_data", "zoomin.report.draw"),
     output:
         png=report("results/figures/memory.png", caption="../report/memory.rst", category="Figures"),
     log:
@@ -59,7 +59,7 @@ rule plot_errorbars:
     input:
         metrics=lambda wc: metrics_of(dataset_runs(wc.dataset, EXP.datasets[wc.dataset].methods)),
         paper=lambda wc: [p for p in ["config/paper_figure5.csv"] if os.path.exists(p)],
-        code=code_of("zoomin.figures", "zoomin.figure_data", "zoomin.paper_figures"),
+        code=code_of("zoomin.report.figures", "zoomin.report.figure_data", "zoomin.report.draw"),
     output:
         png=report("results/figures/errorbars_{dataset}.png", caption="../report/errorbars.rst", category="Figures"),
     log:
@@ -80,7 +80,7 @@ rule plot_spearman:
         models=lambda wc: [
             f"{RUN}/model.pt".format(dataset=d, method=m, run=r) for d, m, r in attention_runs(wc.dataset)
         ],
-        code=code_of("zoomin.figures", "zoomin.agreement", "zoomin.paper_figures"),
+        code=code_of("zoomin.report.figures", "zoomin.report.agreement", "zoomin.report.draw"),
     output:
         png=report("results/figures/spearman_{dataset}.png", caption="../report/spearman.rst", category="Figures"),
         csv=report("results/figures/spearman_{dataset}.csv", caption="../report/spearman.rst", category="Figures"),
@@ -99,7 +99,7 @@ rule plot_views:
     input:
         views=VIEWS,
         model=lambda wc: f"{RUN}/model.pt".format(**attention_run(wc)),
-        code=code_of("zoomin.figures", "zoomin.paper_figures"),
+        code=code_of("zoomin.report.figures", "zoomin.report.draw"),
     output:
         png=report("results/figures/views_{dataset}.png", caption="../report/views.rst", category="Figures"),
     log:
@@ -115,7 +115,7 @@ rule plot_views:
 rule plot_pareto:
     input:
         metrics=lambda wc: metrics_of(dataset_runs(EXP.figures.pareto.dataset, EXP.figures.pareto.methods)),
-        code=code_of("zoomin.figures", "zoomin.figure_data", "zoomin.paper_figures"),
+        code=code_of("zoomin.report.figures", "zoomin.report.figure_data", "zoomin.report.draw"),
     output:
         png=report("results/figures/pareto.png", caption="../report/pareto.rst", category="Figures"),
         csv=report("results/figures/pareto.csv", caption="../report/pareto.rst", category="Figures"),

@@ -12,7 +12,7 @@ rule table:
     input:
         metrics=lambda wc: metrics_of(EXP.table_runs(wc.table)),
         paper=paper_numbers,
-        code=code_of("zoomin.tables"),
+        code=code_of("zoomin.report.tables"),
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
         md="results/{table}.md",
@@ -37,7 +37,7 @@ rule plot_curves:
             f"{RUN}/history.csv".format(dataset=d, method=m, run=r)
             for d, m, r in dataset_runs(wc.dataset, [wc.method])
         ],
-        code=code_of("zoomin.plots"),
+        code=code_of("zoomin.report.draw"),
     output:
         png=report(
             CURVES,
@@ -57,7 +57,7 @@ rule plot_attention:
     input:
         views=VIEWS,
         model=lambda wc: f"{RUN}/model.pt".format(**attention_run(wc)),
-        code=code_of("zoomin.plots", "zoomin.figures"),
+        code=code_of("zoomin.report.draw", "zoomin.report.figures"),
     output:
         png=report(
             "results/figures/attention_{dataset}.png",

@@ -1,6 +1,6 @@
 """Snakemake adapter: construct a dataset (synthetic or real) in the common on-disk format."""
+from zoomin.cli.workflow_support import run_script
 from zoomin.data.sources import construct_dataset
-from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

@@ -1,6 +1,6 @@
 """Snakemake adapter: index the per-slide caches of a slide dataset in one views.h5."""
+from zoomin.cli.workflow_support import run_script
 from zoomin.data.view_cache import build_slide_view_index
-from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

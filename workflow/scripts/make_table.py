@@ -1,8 +1,8 @@
 """Snakemake adapter: aggregate the runs' metrics into a table (CSV + Markdown)."""
 from pathlib import Path
 
-from zoomin.tables import RunMetrics, TableRow, make_table
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.report.tables import RunMetrics, TableRow, make_table
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 runs = [RunMetrics(*identity, Path(path)) for identity, path in zip(sm.params.runs, sm.input.metrics)]

@@ -1,10 +1,10 @@
 """Snakemake adapter: peak inference memory, FLOPs and time against image side (Figure 4, right)."""
 from pathlib import Path
 
-from zoomin.device import choose_device
-from zoomin.figure_data import write_csv
+from zoomin.cli.workflow_support import run_script
 from zoomin.measure.scaling import memory_vs_side
-from zoomin.workflow_support import run_script
+from zoomin.report.figure_data import write_csv
+from zoomin.training.device import choose_device
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 

@@ -1,9 +1,9 @@
 """Snakemake adapter: attention figure of one test image of a dataset."""
 from pathlib import Path
 
-from zoomin.figures import attention_figure
-from zoomin.spec import RunSpec
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.config.run import RunSpec
+from zoomin.report.figures import attention_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

@@ -1,8 +1,8 @@
 """Snakemake adapter: training curves of every run of one (dataset, method)."""
 from pathlib import Path
 
-from zoomin.plots import plot_curves
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.report.draw import plot_curves
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 w = sm.wildcards

@@ -1,8 +1,8 @@
 """Snakemake adapter: Figure 5 (accuracy mean ± std over the runs of a dataset's methods)."""
 from pathlib import Path
 
-from zoomin.figures import errorbars_figure
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.report.figures import errorbars_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

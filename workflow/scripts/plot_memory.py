@@ -1,8 +1,8 @@
 """Snakemake adapter: Figure 4 (tiles and input memory per image in training; memory vs side)."""
 from pathlib import Path
 
-from zoomin.figures import memory_figure, tiles_in_image
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.report.figures import memory_figure, tiles_in_image
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

@@ -1,8 +1,8 @@
 """Snakemake adapter: accuracy against peak inference memory per configuration, and the fronts."""
 from pathlib import Path
 
-from zoomin.figures import pareto_figure
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.report.figures import pareto_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 SHOWN = ("s1", "s2", "tile", "scale", "n")  # the parameters a configuration is told apart by

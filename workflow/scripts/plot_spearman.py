@@ -1,9 +1,9 @@
 """Snakemake adapter: Figure 7 (stage-1 attention against the annotation, Spearman's rho)."""
 from pathlib import Path
 
-from zoomin.figures import spearman_figure
-from zoomin.spec import RunSpec
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.config.run import RunSpec
+from zoomin.report.figures import spearman_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

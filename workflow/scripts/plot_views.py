@@ -1,9 +1,9 @@
 """Snakemake adapter: Figure 8 (the views a model sees of an image, the object boxed)."""
 from pathlib import Path
 
-from zoomin.figures import views_figure
-from zoomin.spec import RunSpec
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.config.run import RunSpec
+from zoomin.report.figures import views_figure
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

@@ -1,7 +1,7 @@
 """Snakemake adapter: one trained run's predictions on the inputs the config lists."""
+from zoomin.cli.workflow_support import run_script
+from zoomin.config.outputs import PredictSettings
 from zoomin.predict import predict
-from zoomin.spec import PredictSettings
-from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

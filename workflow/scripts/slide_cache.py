@@ -1,6 +1,6 @@
 """Snakemake adapter: the HDF5 cache of one slide of a constructed kind: slide dataset."""
+from zoomin.cli.workflow_support import run_script
 from zoomin.data.slide_cache import build_constructed_slide_cache
-from zoomin.workflow_support import run_script
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 run_script(

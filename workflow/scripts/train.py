@@ -1,10 +1,10 @@
 """Snakemake adapter: train one (dataset, method, run), then evaluate its best model."""
 from pathlib import Path
 
-from zoomin.evaluation import evaluate
-from zoomin.spec import RunSpec
-from zoomin.training import RunOutputs, train
-from zoomin.workflow_support import run_script
+from zoomin.cli.workflow_support import run_script
+from zoomin.config.run import RunSpec
+from zoomin.training.evaluate import evaluate
+from zoomin.training.loop import RunOutputs, train
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 spec = RunSpec.from_dict(sm.params.spec)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zoomin.config.runs import parse_run
 from zoomin.data.folds import run_split
 from zoomin.data.view_cache import ViewCache
 from zoomin.errors import ConfigError
-from zoomin.runs import parse_run
 
 
 @dataclass

@@ -4,11 +4,11 @@
 * :mod:`zoomin.measure.memory`    -- peak tensor memory (CUDA allocator stats; a dispatch-mode
   allocation tracker on CPU) and the largest single allocation
 * :mod:`zoomin.measure.timing`    -- median wall-clock time after warm-up
-* :mod:`zoomin.measure.inference` -- :func:`measure_inference`, what the evaluation step calls
+* :mod:`zoomin.measure.cost` -- :func:`measure_inference`, what the evaluation step calls
 """
 
+from zoomin.measure.cost import measure_inference
 from zoomin.measure.flops import count_flops
-from zoomin.measure.inference import measure_inference
 from zoomin.measure.memory import (
     MB,
     AllocationTracker,

@@ -17,7 +17,7 @@ What is counted (both devices):
 
 Resident bytes that exist before the call -- the model's parameters and buffers, and tensors held
 by the image object itself (``DeviceTensorImage`` keeps the full image on the device) -- are
-measured separately by :func:`resident_tensor_bytes`; :mod:`zoomin.measure.inference` adds them to
+measured separately by :func:`resident_tensor_bytes`; :mod:`zoomin.measure.cost` adds them to
 give the reported peak. ``MB`` means 2**20 bytes throughout.
 """
 

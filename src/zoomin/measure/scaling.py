@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from zoomin.image_access import DeviceTensorImage, ImageAccess, InMemoryImage
-from zoomin.measure.inference import measure_inference
+from zoomin.measure.cost import measure_inference
 
 log = logging.getLogger(__name__)
 

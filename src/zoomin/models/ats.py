@@ -27,7 +27,7 @@ from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
-from zoomin.models.registry import ATSParams
+from zoomin.models.params import ATSParams
 
 
 class ATSNet(AttentionSamplingClassifier):

@@ -36,7 +36,7 @@ from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
 from zoomin.models.batching import run_grouped, views_on
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, check_sampling
-from zoomin.models.registry import BagNetParams
+from zoomin.models.params import BagNetParams
 
 EXPANSION = 4
 STAGE_STRIDES = (2, 2, 2, 1)

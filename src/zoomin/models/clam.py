@@ -5,7 +5,7 @@ the attention MIL on top of the embeddings is trained:
 
 1. ``h_i = ReLU(W1 e_i)`` for each instance embedding ``e_i``;
 2. gated attention ``a_i = softmax_i(w . (tanh(V h_i) * sigmoid(U h_i)))`` and the slide's
-   representation ``sum_i a_i h_i`` (:class:`zoomin.models.bags.GatedAttention`), classified by a
+   representation ``sum_i a_i h_i`` (:class:`zoomin.models.tissue_bags.GatedAttention`), classified by a
    linear layer (the bag-level prediction);
 3. instance-level clustering (training only, :meth:`CLAMNet.auxiliary_loss`): the ``k_sample``
    instances with the highest attention are pseudo-labelled "in the slide's class" and the
@@ -19,7 +19,7 @@ before training, the model keeps each image's embeddings (keyed by its file, up 
 ``EMBEDDING_BUDGET_BYTES``) and reuses them in later epochs and validations. The meters clear them
 before every measured pass (:meth:`CLAMNet.clear_caches`), so memory and time per slide are those
 of the whole pass from the pixels. The embedded default's encoder is
-:class:`zoomin.models.bags.PatchEncoder` at its seeded random initialisation, frozen: CLAM's is an
+:class:`zoomin.models.tissue_bags.PatchEncoder` at its seeded random initialisation, frozen: CLAM's is an
 ImageNet ResNet-50, which cannot be downloaded here (docs/methods.md, CLAM-SB).
 """
 
@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import (
+from zoomin.models.output import ModelOutput
+from zoomin.models.params import CLAMParams
+from zoomin.models.tissue_bags import (
     BagClassifier,
     BagResult,
     GatedAttention,
@@ -40,8 +42,6 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.output import ModelOutput
-from zoomin.models.registry import CLAMParams
 
 # Instance embeddings kept across calls at most (float32): 2 GiB holds ~1,000 slides of the embedded
 # default's stand-in (1,900 instances of 32 values each) or ~100 of a real Camelyon16 slide's ~40,000.

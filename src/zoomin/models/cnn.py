@@ -24,7 +24,7 @@ from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
 from zoomin.models.batching import run_grouped, views_on
 from zoomin.models.output import ModelOutput, check_sampling
-from zoomin.models.registry import ViewCNNParams
+from zoomin.models.params import ViewCNNParams
 
 
 def conv_bn(channels_in: int, channels_out: int, stride: int = 1) -> nn.Sequential:

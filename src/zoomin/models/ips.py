@@ -15,7 +15,7 @@ read at ``scale``. Per image:
 The network has no dropout or batch statistics, so the embeddings of step 2 are those step 1
 ranked. As in the reference, selection sees the bag in its stored order (here row-major over the
 grid) and uses no positional encoding (the reference's is optional). The patch encoder is the
-CPU-sized :class:`zoomin.models.bags.PatchEncoder`; the reference uses a ResNet-18/50 (docs/methods.md,
+CPU-sized :class:`zoomin.models.tissue_bags.PatchEncoder`; the reference uses a ResNet-18/50 (docs/methods.md,
 IPS).
 
 Attention (one stage): the final cross-attention weights (mean over heads) on the M selected
@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import (
+from zoomin.models.params import IPSParams
+from zoomin.models.tissue_bags import (
     BagClassifier,
     BagResult,
     PatchEncoder,
@@ -40,7 +41,6 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.registry import IPSParams
 
 
 class CrossAttentionPool(nn.Module):

@@ -15,7 +15,7 @@ The two passes see the same weights (the network has no batch statistics or drop
 logits of step 2 are those step 1 ranked. Every training step reads every tissue instance of its
 slides: that is the method's cost, and why it gets few epochs on a CPU.
 
-The patch CNN is CPU-sized, :class:`zoomin.models.bags.PatchEncoder` and a linear layer;
+The patch CNN is CPU-sized, :class:`zoomin.models.tissue_bags.PatchEncoder` and a linear layer;
 Campanella et al. used an ImageNet-pretrained ResNet-34 (docs/methods.md, MIL).
 
 Attention (one stage): the instance probabilities of step 1 normalised over the bag, on the
@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import (
+from zoomin.models.params import MILParams
+from zoomin.models.tissue_bags import (
     BagClassifier,
     BagResult,
     PatchEncoder,
@@ -37,7 +38,6 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.registry import MILParams
 
 
 class MILNet(BagClassifier):

@@ -4,7 +4,7 @@ Two attention MIL stages, low resolution then high, trained end to end with the 
 Per image:
 
 1. Stage 1, low resolution: the instances are the tissue cells of a grid of ``region`` x ``region``
-   px regions (full-resolution px; :func:`zoomin.models.bags.instance_grid`), each read at
+   px regions (full-resolution px; :func:`zoomin.models.tissue_bags.instance_grid`), each read at
    ``low_scale`` and embedded by a patch CNN, ``chunk`` regions at a time (with gradients when
    training: a region is only ``region * low_scale`` px). A gated attention MIL head (an embedding
    layer and ReLU, gated attention pooling, a linear classifier: :class:`AttentionMILHead`) gives
@@ -23,7 +23,7 @@ Per image:
 
 Re-implemented from the paper's description: no public code exists. Its networks, magnifications,
 tile counts and instance dropout are not reproduced; the patch CNNs are the CPU-sized
-:class:`zoomin.models.bags.PatchEncoder` and the sizes, scales and counts are our choices
+:class:`zoomin.models.tissue_bags.PatchEncoder` and the sizes, scales and counts are our choices
 (docs/methods.md, MRMIL).
 
 Attention (one stage): the stage-1 attention over the region grid; the ``top`` selected regions are
@@ -37,7 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess
-from zoomin.models.bags import (
+from zoomin.models.output import ModelOutput
+from zoomin.models.params import MRMILParams
+from zoomin.models.tissue_bags import (
     BagClassifier,
     BagResult,
     GatedAttention,
@@ -47,8 +49,6 @@ from zoomin.models.bags import (
     instance_grid,
     read_instances,
 )
-from zoomin.models.output import ModelOutput
-from zoomin.models.registry import MRMILParams
 
 
 class AttentionMILHead(nn.Module):

@@ -36,7 +36,7 @@ from zoomin.models.base import Classifier
 from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.cnn import SmallResNet
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
-from zoomin.models.registry import PatchDropParams
+from zoomin.models.params import PatchDropParams
 from zoomin.models.standardise import Standardise
 
 

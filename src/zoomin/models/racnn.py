@@ -46,7 +46,7 @@ from zoomin.models.base import Classifier
 from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.cnn import SmallResNet
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
-from zoomin.models.registry import RACNNParams
+from zoomin.models.params import RACNNParams
 
 MAP_SIDE = 32  # cells per side of the attention maps
 APN_POOL = 4  # the APN sees the conv features average-pooled to 4x4

@@ -34,7 +34,7 @@ from zoomin.image_access import ImageAccess
 from zoomin.models.base import Classifier
 from zoomin.models.batching import to_module
 from zoomin.models.output import ModelOutput, check_sampling
-from zoomin.models.registry import StreamingCNNParams
+from zoomin.models.params import StreamingCNNParams
 from zoomin.models.standardise import Standardise
 
 # (kernel, stride) of each spatial layer of a block: an unpadded 3x3 convolution, then a 2x2 max-pool

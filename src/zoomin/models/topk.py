@@ -50,7 +50,7 @@ from zoomin.models.batching import run_grouped, to_module, views_on
 from zoomin.models.distributions import entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, ModelOutput, SampledRegions, check_sampling
-from zoomin.models.registry import TopKParams
+from zoomin.models.params import TopKParams
 from zoomin.models.standardise import Standardise
 
 SCORE_POOL = 8

@@ -20,7 +20,7 @@ is simply the top-``N`` tiles), and each tile takes the top-``k_t`` positions of
 estimator weights are used, so the representation is on the same scale as the sampled one.
 
 At inference (eval mode, no autograd) the same computation runs in bounded memory
-(:mod:`zoomin.models.streaming`): the stage-1 logits band by band from the image's view, the
+(:mod:`zoomin.models.bounded_memory`): the stage-1 logits band by band from the image's view, the
 stage-2 views and the sub-tile features in chunks of ``chunk_pixels`` pixels; the Monte Carlo draws
 are taken in the same order from the same generator, so on the CPU the result is that of the
 whole-batch computation up to float rounding. Training (autograd on) keeps the whole-batch path.
@@ -51,17 +51,17 @@ from zoomin.image_access import ImageAccess, scaled_length
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.batching import run_grouped, to_module
+from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits, chunks
 from zoomin.models.distributions import complement, entropy, largest_remainder_counts
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
-from zoomin.models.registry import ZoomInParams
-from zoomin.models.streaming import CHUNK_PIXELS, banded_logits, chunks
+from zoomin.models.params import ZoomInParams
 
 
 class ZoomInNet(AttentionSamplingClassifier):
     """Two-stage attention-sampling classifier; see the module docstring.
 
-    ``params`` default to :class:`~zoomin.models.registry.ZoomInParams`'s defaults;
+    ``params`` default to :class:`~zoomin.models.params.ZoomInParams`'s defaults;
     ``feature_net`` overrides the named ``feature`` network (it must have an ``out_dim``).
     """
 
@@ -176,7 +176,7 @@ class ZoomInNet(AttentionSamplingClassifier):
 
     def tile_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """Stage 1: one ``(rows, cols)`` logit map per image, from the attention net over ``V1``
-        (band by band at inference, :func:`zoomin.models.streaming.banded_logits`)."""
+        (band by band at inference, :func:`zoomin.models.bounded_memory.banded_logits`)."""
         if self.streams():
             return [
                 banded_logits(

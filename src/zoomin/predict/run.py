@@ -1,8 +1,8 @@
 """``zoomin predict``: a trained model applied to new images and slides, with its outputs.
 
 For each input (:mod:`zoomin.predict.inputs`) the model runs once, at inference (eval mode, no
-autograd: the bounded-memory path of :mod:`zoomin.models.streaming`), through
-:func:`zoomin.inference.image_output` -- the function the test evaluation uses too -- so with the
+autograd: the bounded-memory path of :mod:`zoomin.models.bounded_memory`), through
+:func:`zoomin.training.inference.image_output` -- the function the test evaluation uses too -- so with the
 run's seed and sampling mode an image gets exactly the probabilities ``metrics.json`` recorded for
 it. Outputs in ``out_dir``:
 
@@ -35,17 +35,18 @@ from typing import Any
 import torch
 
 from zoomin.atomic import atomic_path, usual_mode
-from zoomin.checkpoints import load_trained_model
-from zoomin.device import choose_device
+from zoomin.config.experiment import DEFAULT_SLIDE_TILE
+from zoomin.config.outputs import PredictSettings
 from zoomin.errors import OutputFileError
-from zoomin.host_memory import trim_freed_memory
-from zoomin.inference import image_output
 from zoomin.models.registry import model_type
 from zoomin.predict.annotations import asap_xml, geojson_collection
 from zoomin.predict.expectations import check_input
 from zoomin.predict.heatmap import plot_heatmap
+from zoomin.predict.host_memory import trim_freed_memory
 from zoomin.predict.inputs import PredictInput, open_input, resolve_inputs
-from zoomin.spec import DEFAULT_SLIDE_TILE, PredictSettings
+from zoomin.training.checkpoints import load_trained_model
+from zoomin.training.device import choose_device
+from zoomin.training.inference import image_output
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ def predict(
                 with open_input(item, cache_scales, tile, caches) as image:
                     check_input(model, meta, view_scales, item, image, settings.ignore_mpp)
                     rows.append(_predict_one(model, meta, item, image, staging, torch_device, seed, sampling, settings))
-                trim_freed_memory()  # what this input's tensors left in the heap (zoomin.host_memory)
+                trim_freed_memory()  # what this input's tensors left in the heap (zoomin.predict.host_memory)
         _write_csv(staging / CSV_NAME, rows, meta["classes"])
         _publish(staging, out_dir)
     finally:

@@ -5,7 +5,7 @@ a :class:`Source` record, and :data:`SOURCES` collects them. Everything else -- 
 construct`` / ``zoomin download-dataset`` commands and the workflow -- asks this registry:
 
 * :func:`construct_dataset` checks and converts the options against the builder's signature
-  (:func:`zoomin.data.params.coerce_params`) and builds the constructed folder (docs/formats.md);
+  (:func:`zoomin.data.options.coerce_params`) and builds the constructed folder (docs/formats.md);
 * :func:`download_dataset` does the same for the download and writes ``<raw>/.complete`` last;
 * :func:`download_options` adds the construction options a download also needs (fMoW downloads
   only the images its construction will pick);
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from zoomin.atomic import atomic_path
-from zoomin.data.params import coerce_params
+from zoomin.data.options import coerce_params
 from zoomin.errors import ConfigError
 
 MARKER = ".complete"  # written last by a download; the construction waits for it

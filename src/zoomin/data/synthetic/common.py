@@ -25,7 +25,7 @@ from zoomin.data.constructed import (
     staged_folder,
     write_constructed,
 )
-from zoomin.data.params import coerce_value, refuse_unknown
+from zoomin.data.options import coerce_value, refuse_unknown
 from zoomin.data.stratify import largest_remainder, stratified_split
 from zoomin.errors import ConfigError
 
@@ -68,7 +68,7 @@ def resolve_params(stand_in: StandIn, params: Mapping[str, Any]) -> dict[str, An
     """Defaults overridden by ``params``, each converted to its default's type.
 
     Values from the command line arrive as strings; they go through
-    :func:`zoomin.data.params.coerce_value`, the conversion every builder's options use.
+    :func:`zoomin.data.options.coerce_value`, the conversion every builder's options use.
     """
     resolved = dict(stand_in.defaults)
     refuse_unknown(params, sorted(resolved), "construct", f"synthetic '{stand_in.kind}'")

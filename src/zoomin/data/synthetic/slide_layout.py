@@ -21,7 +21,7 @@ from typing import Any, get_type_hints
 import numpy as np
 
 from zoomin.data.asap_xml import Polygon, rasterise
-from zoomin.data.params import coerce_value, refuse_unknown
+from zoomin.data.options import coerce_value, refuse_unknown
 from zoomin.data.synthetic.drawing import place_circles
 from zoomin.errors import ConfigError
 

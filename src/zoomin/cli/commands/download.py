@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from zoomin.data.download import download_file
-from zoomin.data.params import parse_pairs
+from zoomin.data.options import parse_pairs
 from zoomin.data.sources import download_dataset, downloadable
 
 

@@ -1,9 +1,9 @@
-"""Training one run (a :class:`zoomin.spec.RunSpec`): a loop you can read top to bottom.
+"""Training one run (a :class:`zoomin.config.run.RunSpec`): a loop you can read top to bottom.
 
 :func:`train` sets up the model, optimiser and random streams, resumes from the run's checkpoint
 if there is one, runs the epochs (:func:`train_epoch`), and writes the best model and the history.
 With ``training.pretrain_epochs`` a fresh run first pre-trains the model's parts as tile
-classifiers from the pixel annotations (:mod:`zoomin.pretraining`). Every epoch ends with an
+classifiers from the pixel annotations (:mod:`zoomin.training.pretrain`). Every epoch ends with an
 atomic checkpoint (model, optimiser, scheduler, RNG states, history) in the run's checkpoint
 folder, which lies outside the rule's outputs; a re-run after a kill resumes
 from it and ends with the same weights as an uninterrupted run (on the CPU, bit for bit). The
@@ -31,19 +31,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from zoomin import losses
 from zoomin.atomic import atomic_path
-from zoomin.checkpoints import load_checkpoint, save_checkpoint, stale_reason
+from zoomin.config.run import RunSpec, TrainingConfig
+from zoomin.config.runs import PRETRAINING_DRAWS, TRAINING_DRAWS
 from zoomin.data.splits import RunData, Subset, load_run_data
-from zoomin.device import choose_device
 from zoomin.errors import UserError
 from zoomin.image_access import CountingImage
-from zoomin.inference import accuracy
 from zoomin.models.output import ModelOutput
 from zoomin.models.registry import model_type
-from zoomin.pretraining import pretrain_tile_classifiers
-from zoomin.runs import PRETRAINING_DRAWS, TRAINING_DRAWS
-from zoomin.spec import RunSpec, TrainingConfig
+from zoomin.training import losses
+from zoomin.training.checkpoints import load_checkpoint, save_checkpoint, stale_reason
+from zoomin.training.device import choose_device
+from zoomin.training.inference import accuracy
+from zoomin.training.pretrain import pretrain_tile_classifiers
 
 log = logging.getLogger(__name__)
 

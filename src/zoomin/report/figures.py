@@ -7,7 +7,7 @@
 * :func:`views_figure` -- the views a model sees of an image where the object vanishes (Fig. 8);
 * :func:`pareto_figure` -- accuracy against peak inference memory per configuration.
 
-The drawing is in :mod:`zoomin.plots` (Fig. 3/6, curves) and :mod:`zoomin.paper_figures`.
+The drawing is in :mod:`zoomin.report.draw` (Fig. 3/6, curves) and :mod:`zoomin.report.draw`.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from zoomin.checkpoints import load_trained_model
+from zoomin.config.run import RunSpec
 from zoomin.data.splits import load_run_data
-from zoomin.figure_data import pareto_points, run_accuracies, training_history, write_csv
-from zoomin.plots import plot_attention
-from zoomin.spec import RunSpec
+from zoomin.report.draw import plot_attention
+from zoomin.report.figure_data import pareto_points, run_accuracies, training_history, write_csv
+from zoomin.training.checkpoints import load_trained_model
 
 DISPLAY_LIMIT = 2048  # longest side of the full-resolution panel of Fig. 8 (larger images are shown smaller)
 
@@ -57,7 +57,7 @@ def memory_figure(
     title: str = "",
 ) -> None:
     """Figure 4 from the training histories of ``runs`` and the memory-vs-side measurement."""
-    from zoomin.paper_figures import plot_memory
+    from zoomin.report.draw import plot_memory
 
     history = training_history(runs, histories, methods)
     plot_memory(history, pd.read_csv(scaling_csv), out_png, tiles_in_image, title)
@@ -81,7 +81,7 @@ def errorbars_figure(
     out_png: Path,
 ) -> None:
     """Figure 5: accuracy per run of each method, mean ± std, the paper's beside it."""
-    from zoomin.paper_figures import plot_errorbars
+    from zoomin.report.draw import plot_errorbars
 
     frame = run_accuracies(runs, metrics, methods)
     paper = None
@@ -98,8 +98,8 @@ def spearman_figure(
 ) -> pd.DataFrame:
     """Figure 7: the tiles of every annotated test image of every run, Spearman's rho; writes the
     per-tile CSV, the summary CSV (rho) and the figure. Returns the summary."""
-    from zoomin.agreement import attention_vs_annotation, spearman_summary
-    from zoomin.paper_figures import plot_spearman
+    from zoomin.report.agreement import attention_vs_annotation, spearman_summary
+    from zoomin.report.draw import plot_spearman
 
     tiles = attention_vs_annotation([(spec, Path(m)) for spec, m in zip(specs, models)], views)
     summary = spearman_summary(tiles)
@@ -114,7 +114,7 @@ def views_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path) ->
     """Figure 8: the first test image not of the reference class, at full resolution and in the
     stage-1 view of the model, its annotated object boxed (when the dataset has masks), and the
     model's stage-1 attention."""
-    from zoomin.paper_figures import plot_views
+    from zoomin.report.draw import plot_views
 
     data = load_run_data(views, spec.run, spec.n_folds)
     reference = data.class_index(spec.reference_class)
@@ -164,7 +164,7 @@ def pareto_figure(
     out_csv: Path,
 ) -> pd.DataFrame:
     """Accuracy against peak inference memory per configuration and each model type's front."""
-    from zoomin.paper_figures import plot_pareto
+    from zoomin.report.draw import plot_pareto
 
     points = pareto_points(run_accuracies(runs, metrics, methods), settings)
     write_csv(points, out_csv)

@@ -19,11 +19,11 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from zoomin.checkpoints import load_trained_model
+from zoomin.config.run import RunSpec
 from zoomin.data.splits import load_run_data
 from zoomin.errors import UserError
 from zoomin.models.output import AttentionMap
-from zoomin.spec import RunSpec
+from zoomin.training.checkpoints import load_trained_model
 
 TILE_COLUMNS = ["dataset", "method", "run", "image_id", "row", "col", "attention", "coverage"]
 SUMMARY_COLUMNS = ["dataset", "method", "cells", "tiles", "images", "runs", "spearman_rho", "p_value"]

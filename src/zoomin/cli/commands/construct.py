@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoomin.data.params import parse_pairs
+from zoomin.data.options import parse_pairs
 from zoomin.data.sources import SOURCES, construct_dataset
 
 

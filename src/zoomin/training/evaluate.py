@@ -1,7 +1,7 @@
 """Evaluating one trained run: test accuracy (and ROC AUC), then per-image inference cost (batch 1).
 
 Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N),
-each test image scored alone with its own generator (:func:`zoomin.inference.image_probabilities`,
+each test image scored alone with its own generator (:func:`zoomin.training.inference.image_probabilities`,
 what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities and,
 for a two-class dataset, the ROC AUC of the second class (``positive`` in every two-class dataset
 here) against the first; it is ``null`` when the test set holds one class only.
@@ -21,12 +21,12 @@ from typing import Any
 import torch
 
 from zoomin.atomic import atomic_path
-from zoomin.checkpoints import load_trained_model
+from zoomin.config.run import RunSpec
 from zoomin.data.splits import load_run_data
-from zoomin.device import choose_device
-from zoomin.inference import image_probabilities
 from zoomin.measure import measure_inference
-from zoomin.spec import RunSpec
+from zoomin.training.checkpoints import load_trained_model
+from zoomin.training.device import choose_device
+from zoomin.training.inference import image_probabilities
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 * :func:`training_history` -- the runs' ``history.csv`` rows with their method, for the tiles and
   input memory per image per epoch (Figure 4, left).
 
-The figures themselves are drawn by :mod:`zoomin.paper_figures`.
+The figures themselves are drawn by :mod:`zoomin.report.draw`.
 """
 
 from __future__ import annotations

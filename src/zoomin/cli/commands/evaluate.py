@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoomin.commands.train import add_run_arguments, run_spec
+from zoomin.cli.commands.train import add_run_arguments, run_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,6 +17,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from zoomin.evaluation import evaluate
+    from zoomin.training.evaluate import evaluate
 
     evaluate(run_spec(args), args.views, args.model, args.out_metrics)

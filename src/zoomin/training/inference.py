@@ -1,18 +1,18 @@
 """Running a trained model over images: class probabilities, predicted classes and accuracy.
 
 The Monte Carlo draws come from a generator on the model's device seeded by the run's seed plus
-:data:`zoomin.runs.EVALUATION_DRAWS`, so every result is repeatable. Two ways of spending it:
+:data:`zoomin.config.runs.EVALUATION_DRAWS`, so every result is repeatable. Two ways of spending it:
 
 * :func:`image_output` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
   generator. An image's probabilities then depend only on the model, the image, the seed and the
   sampling mode, not on which images were scored with it: this is what the test evaluation
-  (:mod:`zoomin.evaluation`) and ``zoomin predict`` use, so both give the same probabilities for
+  (:mod:`zoomin.training.evaluate`) and ``zoomin predict`` use, so both give the same probabilities for
   the same image and seed.
 * :func:`predict_logits` / :func:`accuracy` -- batches of :data:`BATCH_SIZE` sharing one generator
   (faster): the validation accuracy of each training epoch, which only ranks epochs.
 
 Both run the model in eval mode without autograd, which is the bounded-memory (streamed) path of
-models that have one (:mod:`zoomin.models.streaming`).
+models that have one (:mod:`zoomin.models.bounded_memory`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
+from zoomin.config.runs import EVALUATION_DRAWS
 from zoomin.image_access import ImageAccess
 from zoomin.models.output import ModelOutput
-from zoomin.runs import EVALUATION_DRAWS
 
 BATCH_SIZE = 8  # images per forward pass at inference (memory is measured separately, at batch 1)
 

@@ -1,12 +1,12 @@
 """Reading the workflow configuration: one path for the Snakefile and the command line.
 
 :func:`prepare` checks a config dict against the JSON schema and builds the typed
-:class:`zoomin.spec.Experiment` from it (which checks what the schema cannot: rules between model
+:class:`zoomin.config.experiment.Experiment` from it (which checks what the schema cannot: rules between model
 parameters, methods that exist, run ids); :func:`load` does the same for a YAML file. A bad
 value is refused with one :class:`zoomin.errors.ConfigError` naming the key path, the value and
 what is allowed.
 
-The schema ships with the package (``zoomin/schemas/config.schema.yaml``); its parts that typed
+The schema ships with the package (``zoomin/config/schemas/config.schema.yaml``); its parts that typed
 records own (training settings, model parameters, names of model types and sources) are
 generated from those records by :func:`schema`.
 """
@@ -21,19 +21,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from zoomin.config.experiment import SETTING_NAMES, Experiment, experiment
+from zoomin.config.outputs import TABLES, PredictSettings
+from zoomin.config.run import MeasureConfig, RunSettings, TrainingConfig, TrainResources
 from zoomin.errors import ConfigError
 from zoomin.models.registry import MODEL_TYPES
-from zoomin.spec import (
-    SETTING_NAMES,
-    TABLES,
-    Experiment,
-    MeasureConfig,
-    PredictSettings,
-    RunSettings,
-    TrainingConfig,
-    TrainResources,
-    experiment,
-)
 
 MAX_MESSAGE = 240  # characters of a schema message before it is shortened
 
@@ -47,7 +39,7 @@ def _source_names() -> list[str]:
 @lru_cache(maxsize=1)
 def schema() -> dict[str, Any]:
     """The config's JSON schema, with its generated parts filled in."""
-    text = resources.files("zoomin").joinpath("schemas", "config.schema.yaml").read_text(encoding="utf-8")
+    text = resources.files("zoomin.config").joinpath("schemas", "config.schema.yaml").read_text(encoding="utf-8")
     result = yaml.safe_load(text)
     definitions = result["definitions"]
     definitions["training"] = TrainingConfig.json_schema()
@@ -92,7 +84,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
 
 
 def prepare(config: Any) -> Experiment:
-    """Validate ``config`` and build its :class:`~zoomin.spec.Experiment` (ConfigError if invalid)."""
+    """Validate ``config`` and build its :class:`~zoomin.config.experiment.Experiment` (ConfigError if invalid)."""
     validate(config)
     return experiment(config)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoomin.spec import SAMPLING_AT_TEST, PredictSettings
+from zoomin.config.outputs import PredictSettings
+from zoomin.config.run import SAMPLING_AT_TEST
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from zoomin.config.records import ParamError
     from zoomin.errors import ConfigError
-    from zoomin.params import ParamError
     from zoomin.predict import predict
 
     try:

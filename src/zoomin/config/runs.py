@@ -27,7 +27,7 @@ MAX_RUN_SEED = 999
 # itself; the Monte Carlo draws of training, and those of evaluation, have their own streams.
 TRAINING_DRAWS = 1
 EVALUATION_DRAWS = 7
-PRETRAINING_DRAWS = 13  # the patches pre-training draws (zoomin.pretraining)
+PRETRAINING_DRAWS = 13  # the patches pre-training draws (zoomin.training.pretrain)
 
 RUN_PATTERN = re.compile(r"^(?:r(\d+)f(\d+)|s(\d+))$")
 

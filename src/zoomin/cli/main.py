@@ -1,6 +1,6 @@
 """The ``zoomin`` command line: one subcommand per workflow step.
 
-Each subcommand lives in its own module under :mod:`zoomin.commands` and exposes
+Each subcommand lives in its own module under :mod:`zoomin.cli.commands` and exposes
 ``register(subparsers)`` (adds its parser, sets ``func``) -- see any module there for the pattern;
 a new subcommand is one module there and one line in :data:`SUBCOMMAND_MODULES`.
 Errors that users can fix (bad input, bad config) are raised as :class:`zoomin.errors.UserError`
@@ -17,13 +17,13 @@ import sys
 from zoomin.errors import UserError
 
 SUBCOMMAND_MODULES = [
-    "zoomin.commands.construct",
-    "zoomin.commands.download",
-    "zoomin.commands.build_views",
-    "zoomin.commands.slide_cache",
-    "zoomin.commands.train",
-    "zoomin.commands.evaluate",
-    "zoomin.commands.predict",
+    "zoomin.cli.commands.construct",
+    "zoomin.cli.commands.download",
+    "zoomin.cli.commands.build_views",
+    "zoomin.cli.commands.slide_cache",
+    "zoomin.cli.commands.train",
+    "zoomin.cli.commands.evaluate",
+    "zoomin.cli.commands.predict",
 ]
 
 

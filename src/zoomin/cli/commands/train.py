@@ -1,7 +1,7 @@
 """``zoomin train``: train one (dataset, method, run) of a config file outside Snakemake.
 
-The workflow's ``train`` rule does the same (both build the run's :class:`zoomin.spec.RunSpec`
-from the config with :mod:`zoomin.config`); this command is for running one run by hand.
+The workflow's ``train`` rule does the same (both build the run's :class:`zoomin.config.run.RunSpec`
+from the config with :mod:`zoomin.config.load`); this command is for running one run by hand.
 
     zoomin train --config config/config.yaml --dataset colon --method zoomin_lenet --run r0f0 \\
         --views results/colon/views.h5 --out-model m.pt --out-history h.csv --checkpoint-dir ckpt/
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoomin.config import load
+from zoomin.config.load import load
+from zoomin.config.run import RunSpec
 from zoomin.errors import ConfigError
-from zoomin.spec import RunSpec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +45,6 @@ def run_spec(args: argparse.Namespace) -> RunSpec:
 
 
 def run(args: argparse.Namespace) -> None:
-    from zoomin.training import RunOutputs, train
+    from zoomin.training.loop import RunOutputs, train
 
     train(run_spec(args), args.views, RunOutputs(args.checkpoint_dir, args.out_model, args.out_history))

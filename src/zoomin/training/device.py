@@ -6,8 +6,8 @@ import logging
 
 import torch
 
+from zoomin.config.run import DEVICES
 from zoomin.errors import ConfigError
-from zoomin.spec import DEVICES
 
 log = logging.getLogger(__name__)
 

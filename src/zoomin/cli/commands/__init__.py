@@ -1,0 +1,1 @@
+"""Subcommands of the `zoomin` command line, one module each (see zoomin.cli.main)."""

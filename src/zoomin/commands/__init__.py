@@ -1,1 +1,0 @@
-"""Subcommands of the `zoomin` command line, one module each (see zoomin.cli)."""
