@@ -119,6 +119,19 @@ def test_editing_plot_and_table_code_reruns_only_figure_and_table_jobs(finished_
         assert not {"train", "build_views", "construct_dataset", "memory_scaling"} & planned, output
 
 
+def test_editing_a_script_adapter_retrains_nothing(finished_run):
+    """profiles/default leaves the `code` trigger out: moving a package module edits the adapters'
+    imports, and that must not retrain every run (what re-runs training is its params and inputs)."""
+    adapter = finished_run / "workflow" / "scripts" / "train.py"
+    original = adapter.read_text()
+    adapter.write_text(original + "\n# edited by test_workflow\n")
+    try:
+        planned, output = _planned_rules(finished_run)
+    finally:
+        adapter.write_text(original)
+    assert "train" not in planned, output
+
+
 def test_predict_rule_gives_the_evaluation_probabilities(finished_run):
     """The tiny config's `predict` block: every colon image, with the first run of two methods."""
     for method in ("zoomin_lenet", "ats"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
-COPIED = ["Snakefile", "workflow", "config", "envs", "src", "tests/data"]
+COPIED = ["Snakefile", "workflow", "config", "envs", "profiles", "src", "tests/data"]
 
 
 def copy_workflow(dest: Path) -> Path:
