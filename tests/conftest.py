@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.workflow_helpers import TINY_CONFIG, copy_workflow, snakemake
+from tests.workflow.helpers import TINY_CONFIG, copy_workflow, snakemake
 
 # Tests that must share one pytest-xdist worker: those that use the tiny DAG run (made once per
 # worker), and the SLURM tests (one `slurm-up.sh` at a time). Two groups, so that the SLURM tests
 # run beside the tiny DAG instead of after it.
 XDIST_GROUPS = {
-    "tiny_dag": ("tests/test_workflow.py", "tests/test_report.py"),
+    "tiny_dag": ("tests/workflow/",),
     "slurm": ("tests/cluster/",),
 }
 GROUPED = tuple(prefix for prefixes in XDIST_GROUPS.values() for prefix in prefixes)
@@ -53,7 +53,7 @@ def single_thread():
 
 @pytest.fixture(scope="session")
 def tiny_local_run(tmp_path_factory) -> Path:
-    """A repo copy in which `snakemake all --cores 2 --configfile tests/data/tiny_config.yaml` finished."""
+    """A repo copy in which `snakemake all --cores 2 --configfile tests/configs/tiny_config.yaml` finished."""
     workdir = copy_workflow(tmp_path_factory.mktemp("tiny_dag"))
     result = snakemake(workdir, "all", "--cores", "2", "--configfile", str(TINY_CONFIG))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]

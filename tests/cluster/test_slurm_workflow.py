@@ -3,9 +3,9 @@
 Brings up the single-node test cluster (``slurm-up.sh``), then runs, in two throw-away
 copies of the repository and at the same time,
 
-  * ``snakemake results/table3.csv --configfile tests/data/tiny_config.yaml
+  * ``snakemake results/table3.csv --configfile tests/configs/tiny_config.yaml
     --profile profiles/slurm --profile tests/cluster/profile``  (GPU requests overridden to 0)
-  * ``snakemake results/table3.csv --configfile tests/data/tiny_config.yaml --cores 2``
+  * ``snakemake results/table3.csv --configfile tests/configs/tiny_config.yaml --cores 2``
     (with the test profile's ``set-threads``, so that both runs use the same threads)
 
 and checks that every non-local job went through sbatch (SLURM recorded it as COMPLETED
@@ -33,7 +33,7 @@ from tests.cluster.slurm_helpers import (
     slurm_profile_args,
     submitted_jobs,
 )
-from tests.workflow_helpers import TINY_CONFIG, copy_workflow
+from tests.workflow.helpers import TINY_CONFIG, copy_workflow
 
 pytestmark = [pytest.mark.cluster, pytest.mark.workflow, pytest.mark.slow]
 

@@ -207,7 +207,7 @@ def run_outputs(folder: Path):
 @pytest.mark.workflow
 @pytest.mark.slow
 def test_snakemake_builds_slide_caches_after_the_construct_checkpoint(tmp_path):
-    from tests.workflow_helpers import copy_workflow, snakemake
+    from tests.workflow.helpers import copy_workflow, snakemake
 
     workdir = copy_workflow(tmp_path / "wf")
     raw_dir = workdir / "resources" / "cam" / "raw"

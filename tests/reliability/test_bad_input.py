@@ -1,7 +1,7 @@
 """Bad input: each case fails with a non-zero exit (or an exception) whose message names the file or
 config key and the problem, and leaves no partial output behind. Odd but valid input (images smaller
 than a tile, gray/RGBA/palette/16-bit images) works. docs/bad_input.md lists these cases together
-with the ones tested elsewhere (tests/test_config.py, tests/test_constructed.py, tests/real/...).
+with the ones tested elsewhere (tests/config/test_load.py, tests/data/test_constructed.py, tests/real/...).
 
 The commands run in-process through ``zoomin.cli.main.main`` (the exit status and the one-line message a
 user sees), which keeps this file fast; the subprocess behaviour of the same entry point is covered

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workflow_helpers import REPO, copy_workflow, snakemake
+from tests.workflow.helpers import REPO, copy_workflow, snakemake
 
 
 def test_torch_load_is_weights_only_everywhere():
@@ -42,7 +42,7 @@ def workflow_copy(tmp_path_factory) -> Path:
 def test_targets_outside_the_wildcard_constraints_match_no_rule(workflow_copy, target):
     """``No rule to produce <target>`` (MissingRuleException) comes from DAG building, after the
     Snakefile and config were read and validated, so it is the constraints that refuse the target."""
-    result = snakemake(workflow_copy, target, "-n", "--configfile", "tests/data/tiny_config.yaml")
+    result = snakemake(workflow_copy, target, "-n", "--configfile", "tests/configs/tiny_config.yaml")
     output = result.stdout + result.stderr
     assert result.returncode != 0 and "MissingRuleException" in output and f"No rule to produce {target}" in output, output
     assert not (workflow_copy / "pwned").exists() and not (workflow_copy / "results").exists()

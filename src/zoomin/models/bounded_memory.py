@@ -10,7 +10,7 @@ views or all N sub-tiles at once:
   kept. An output row depends on the input rows within the halo and nothing else, and the rows
   cut off by a band edge are exactly those the halo discards, so the logits are those of the
   whole-view computation (bit-identical up to the order in which the convolution kernel sums;
-  ``tests/test_streaming.py`` checks 1e-5). The band's height follows from a pixel budget.
+  ``tests/models/test_bounded_memory.py`` checks 1e-5). The band's height follows from a pixel budget.
 * :func:`chunks` splits a list into runs whose pixel count fits the same budget, for stage-2 views
   and sub-tile features (Zoom-In's estimate is a sum over sub-tiles, so features computed chunk by
   chunk give the same estimate).

@@ -18,7 +18,7 @@ exactly unbiased): without it every position, selected or not, gets noise of siz
 The two public ports differ, and neither is used: the JAX reference (and the ZoomMIL port) keeps
 only the diagonal of the Jacobian, ``E[g_{.j} . f_{.j}(s + sigma Z) Z_j] / sigma``, which is not
 the gradient of ``F``; the DPS port takes the full Jacobian and multiplies it by ``k``.
-tests/test_topk.py checks the estimator here against finite differences of ``F`` and shows that
+tests/models/test_topk.py checks the estimator here against finite differences of ``F`` and shows that
 both others fail that check.
 
 The backward is looked up on this module at call time (:data:`score_gradient`), so tests can

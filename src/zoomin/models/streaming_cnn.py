@@ -12,7 +12,7 @@ fraction of the view's size -- is ever whole in memory.
   feature map. Backward (:class:`_Streamed`): each tile is recomputed from its crop with gradients
   and back-propagated with its slice of the feature map's gradient; the parameters' gradients are
   summed over the tiles. This is the streaming algorithm of Pinckaers et al. (gradient
-  checkpointing per tile); ``tests/test_streaming_cnn.py`` checks its gradients against
+  checkpointing per tile); ``tests/models/test_streaming_cnn.py`` checks its gradients against
   back-propagation through the whole view.
 * The rest of the network sees the whole feature map: global max pooling (Pinckaers et al.'s choice
   for slides) and a linear classifier.

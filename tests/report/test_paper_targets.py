@@ -17,7 +17,7 @@ import yaml
 from scipy import stats
 
 import zoomin.config.load as zconfig
-from tests.workflow_helpers import REPO, TINY_CONFIG
+from tests.workflow.helpers import REPO, TINY_CONFIG
 from zoomin.errors import ConfigError
 from zoomin.image_access import CountingImage, InMemoryImage
 from zoomin.models import build_model

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.learning_problem import accuracy, bright_square_images, train_steps
-from tests.test_models import SpyImage, random_image
+from tests.models.test_registry import SpyImage, random_image
+from tests.training.learning_problem import accuracy, bright_square_images, train_steps
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.measure import measure_inference

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
+from tests.models.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
+from tests.models.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.measure import measure_inference

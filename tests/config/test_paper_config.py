@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import zoomin.config.load as zconfig
-from tests.workflow_helpers import REPO, copy_workflow, snakemake
+from tests.workflow.helpers import REPO, copy_workflow, snakemake
 from zoomin.report.tables import RunMetrics, TableRow, make_table
 
 PAPER = REPO / "config" / "paper.yaml"

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow_helpers import TINY_CONFIG, snakemake
+from tests.workflow.helpers import TINY_CONFIG, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
@@ -114,7 +114,7 @@ def test_workflow_extra_installs_what_the_report_needs():
     cannot notice if ``pip install -e ".[workflow]"`` stops installing it; this does."""
     import tomllib
 
-    from tests.workflow_helpers import REPO
+    from tests.workflow.helpers import REPO
 
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["workflow"]
     snakemake_req = next(req for req in extra if re.match(r"snakemake\b(?!-)", req))

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "tests" / "data" / "tiny_config.yaml"
-COPIED = ["Snakefile", "workflow", "config", "envs", "profiles", "src", "tests/data"]
+REPO = Path(__file__).resolve().parents[2]
+TINY_CONFIG = REPO / "tests" / "configs" / "tiny_config.yaml"
+COPIED = ["Snakefile", "workflow", "config", "envs", "profiles", "src", "tests/configs"]
 
 
 def copy_workflow(dest: Path) -> Path:

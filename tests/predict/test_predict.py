@@ -18,7 +18,7 @@ import zoomin.predict.annotations as annotations_module
 import zoomin.predict.expectations as expectations_module
 from tests.real.fixtures_images import corrupt
 from tests.real.fixtures_slides import MPP, make_slide, make_truncated_tiff
-from tests.workflow_helpers import TINY_CONFIG
+from tests.workflow.helpers import TINY_CONFIG
 from zoomin.cli.main import main
 from zoomin.config.load import load
 from zoomin.config.outputs import PredictSettings

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.learning_problem import accuracy, bright_square_images, train_steps
-from tests.test_models import SpyImage, random_image
+from tests.models.test_registry import SpyImage, random_image
+from tests.training.learning_problem import accuracy, bright_square_images, train_steps
 from zoomin.errors import ConfigError
 from zoomin.measure import measure_inference
 from zoomin.models import build_model

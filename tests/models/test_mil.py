@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_models import SpyImage
+from tests.models.test_registry import SpyImage
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model

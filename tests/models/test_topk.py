@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_models import SpyImage
+from tests.models.test_registry import SpyImage
 from zoomin.errors import ConfigError, UserError
 from zoomin.image_access import InMemoryImage
 from zoomin.measure import measure_inference

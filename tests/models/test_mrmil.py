@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
-from tests.test_models import SpyImage
+from tests.models.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
+from tests.models.test_registry import SpyImage
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 import zoomin.config.load as zconfig
-from tests.workflow_helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
+from tests.workflow.helpers import REPO, TINY_CONFIG, copy_workflow, snakemake
 from zoomin.config.run import MeasureConfig, TrainingConfig
 from zoomin.config.runs import run_ids, run_seed
 from zoomin.errors import ConfigError
@@ -22,7 +22,7 @@ from zoomin.models.registry import MODEL_TYPES
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
-@pytest.mark.parametrize("path", ["config/config.yaml", "tests/data/tiny_config.yaml"])
+@pytest.mark.parametrize("path", ["config/config.yaml", "tests/configs/tiny_config.yaml"])
 def test_shipped_configs_are_valid(path):
     zconfig.load(REPO / path)
 
@@ -42,7 +42,7 @@ def test_every_model_type_is_trained_by_the_paper_config_and_the_default_but_the
     The tiny DAG trains the default's model types and IPS (their bag path on slides end to end)."""
     assert trained_types("config/paper.yaml") == set(MODEL_TYPES)
     assert trained_types("config/config.yaml") == set(MODEL_TYPES) - OPT_IN
-    assert trained_types("tests/data/tiny_config.yaml") == set(MODEL_TYPES) - (OPT_IN - {"ips"})
+    assert trained_types("tests/configs/tiny_config.yaml") == set(MODEL_TYPES) - (OPT_IN - {"ips"})
     assert {"clam", "mil", "ips"} <= set(DEFAULT["methods"])  # defined, ready to be listed
 
 

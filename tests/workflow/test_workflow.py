@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from tests.workflow_helpers import TINY_CONFIG, snakemake
+from tests.workflow.helpers import TINY_CONFIG, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
