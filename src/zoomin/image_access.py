@@ -9,10 +9,16 @@ Models never build the full-resolution image themselves. They ask an :class:`Ima
   full-resolution ``(y, x)`` coordinates, zero-padded at the borders.
 
 All three return float32 tensors in [0, 1], channels first, on the CPU; the model moves them to
-its device. Inference that streams a view (:mod:`zoomin.models.bounded_memory`) asks for it band by band
-through :func:`view_rows`, which uses an image's own ``view_rows(scale, top, stop)`` when it has one
-(the slide and HDF5-backed images read just those rows from their caches) and otherwise slices
-``view(scale)``; the view's shape is known without reading it (:func:`view_shape`).
+its device. Beyond them an image may know more, and says so through optional members whose
+defaults answer for an image that does not (:class:`ImageAccess`):
+
+* ``view_rows(scale, top, stop)`` -- a band of rows of a view, for inference that streams it
+  (:mod:`zoomin.models.bounded_memory`); slides and HDF5-backed images read just those rows from
+  their caches, other images slice ``view(scale)``; the view's shape is known without reading it
+  (:func:`view_shape`);
+* ``tile_mask(tile_size)`` -- which tiles hold tissue (whole slides); ``None``: not known;
+* ``source`` -- the file the pixels come from (what identifies an image across epochs);
+* ``mpp`` -- level-0 microns per pixel (slides that record it).
 
 :class:`InMemoryImage` keeps the pixels as a NumPy ``uint8`` array (outside torch), so a
 model that reads it never allocates a full-resolution tensor. :class:`DeviceTensorImage` keeps the
@@ -27,7 +33,9 @@ job that needs the geometry does not pay for torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -36,21 +44,47 @@ if TYPE_CHECKING:
     import torch
 
 
-@runtime_checkable
-class ImageAccess(Protocol):
-    """What a model may ask of an image. ``size`` is ``(height, width)`` at full resolution."""
+class ImageAccess(ABC):
+    """What a model may ask of an image. ``size`` is ``(height, width)`` at full resolution.
+
+    The first five members every image has; the rest are optional capabilities, and the defaults
+    here are what an image without them answers (see the module docstring)."""
 
     @property
+    @abstractmethod
     def size(self) -> tuple[int, int]: ...
 
     @property
+    @abstractmethod
     def channels(self) -> int: ...
 
+    @abstractmethod
     def view(self, scale: float) -> torch.Tensor: ...
 
+    @abstractmethod
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor: ...
 
+    @abstractmethod
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor: ...
+
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        """Rows ``[top, stop)`` of ``view(scale)`` (CxHxW float32); ``stop`` is clipped to the view."""
+        return self.view(scale)[:, top:stop]
+
+    def tile_mask(self, tile_size: int) -> torch.Tensor | None:
+        """Bool ``(rows, cols)``: which ``tile_size`` tiles of the grid from (0, 0) hold tissue;
+        ``None`` when the image does not know its tissue."""
+        return None
+
+    @property
+    def source(self) -> Path | None:
+        """The file the pixels come from (``None``: held in memory only)."""
+        return None
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 microns per pixel (``None``: the image does not say)."""
+        return None
 
 
 def scaled_length(length: int, scale: float) -> int:
@@ -61,15 +95,6 @@ def scaled_length(length: int, scale: float) -> int:
 def view_shape(size: tuple[int, int], scale: float) -> tuple[int, int]:
     """``(height, width)`` of the view at ``scale`` of an image of ``size`` (every ImageAccess agrees)."""
     return scaled_length(size[0], scale), scaled_length(size[1], scale)
-
-
-def view_rows(image: ImageAccess, scale: float, top: int, stop: int) -> torch.Tensor:
-    """Rows ``[top, stop)`` of ``image.view(scale)`` (CxHxW float32), without the rest of the view
-    when the image can read a band of rows (``view_rows``); ``stop`` is clipped to the view."""
-    reader = getattr(image, "view_rows", None)
-    if reader is not None:
-        return reader(scale, top, stop)
-    return image.view(scale)[:, top:stop]
 
 
 def scale_key(scale: float) -> str:
@@ -128,7 +153,7 @@ def patch_corner(centre: float, size: int) -> int:
     return int(np.floor(centre - size / 2.0 + 0.5))
 
 
-class InMemoryImage:
+class InMemoryImage(ImageAccess):
     """An image held in host memory as ``uint8``; views are computed with Pillow and cached.
 
     ``views`` may pre-supply views by scale (e.g. read from an HDF5 cache), so the full image is
@@ -193,7 +218,7 @@ class InMemoryImage:
         return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-class CountingImage:
+class CountingImage(ImageAccess):
     """An :class:`ImageAccess` that passes every request on to ``image`` and counts the values of
     what it returned (``values``; float32 each): how much of the image a model instantiated, the
     quantity the paper's memory analysis counts. Other attributes are those of ``image``."""
@@ -219,6 +244,20 @@ class CountingImage:
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         return self._counted(self.image.patches(centres, size))
 
+    def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
+        return self._counted(self.image.view_rows(scale, top, stop))
+
+    def tile_mask(self, tile_size: int) -> torch.Tensor | None:
+        return self.image.tile_mask(tile_size)
+
+    @property
+    def source(self) -> Path | None:
+        return self.image.source
+
+    @property
+    def mpp(self) -> float | None:
+        return self.image.mpp
+
     def _counted(self, tensor: torch.Tensor) -> torch.Tensor:
         self.values += int(tensor.numel())
         return tensor
@@ -227,7 +266,7 @@ class CountingImage:
         return getattr(self.image, name)
 
 
-class DeviceTensorImage:
+class DeviceTensorImage(ImageAccess):
     """The whole image as one float tensor on a device, the way the published ATS code holds it.
 
     Used to measure "ATS as published"; everything is cut from the device tensor.

@@ -149,7 +149,7 @@ def test_a_non_editable_install_trains_from_a_config(tmp_path):
         capture_output=True, text=True,
     )
     assert build.returncode == 0, build.stderr[-3000:]
-    assert (target / "zoomin" / "schemas" / "config.schema.yaml").is_file()
+    assert (target / "zoomin" / "config" / "schemas" / "config.schema.yaml").is_file()
     code = "import zoomin.config.load, sys; e = zoomin.config.load.load(sys.argv[1]); print(zoomin.__file__, len(e.datasets))"
     env = dict(os.environ, PYTHONPATH=str(target))
     result = subprocess.run(

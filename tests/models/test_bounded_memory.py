@@ -16,7 +16,7 @@ from torch import nn
 from tests.real.fixtures_slides import make_slide
 from zoomin.data.slide_access import SlideImage
 from zoomin.data.slide_cache import build_slide_cache
-from zoomin.image_access import InMemoryImage, view_shape
+from zoomin.image_access import ImageAccess, InMemoryImage, view_shape
 from zoomin.models import build_model
 from zoomin.models.attention import AttentionNet
 from zoomin.models.bounded_memory import banded_logits, chunks, receptive_halo
@@ -36,7 +36,7 @@ def zoomin(**overrides) -> nn.Module:
     return build_model("zoomin", 3, **params).eval()
 
 
-class BandSpy:
+class BandSpy(ImageAccess):
     """An ImageAccess that serves its view only by bands of rows and records each band read."""
 
     def __init__(self, image):

@@ -4,6 +4,8 @@ it trains."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,11 @@ def small_clam(**overrides) -> torch.nn.Module:
 class FileImage(InMemoryImage):
     """An in-memory image with a file path, as the images of a dataset have."""
 
-    path = "images/a.png"
+    source = Path("images/a.png")
+
+
+class TissueFileImage(TissueImage):
+    source = Path("images/b.png")
 
 
 def test_the_slide_logits_are_gated_attention_pooling_of_the_instances():
@@ -48,8 +54,7 @@ def test_the_encoder_is_frozen_and_a_slide_is_embedded_once_but_measured_from_th
     model = small_clam()
     encoder_before = [p.clone() for p in model.encoder.parameters()]
     fc_before = model.fc.weight.clone()
-    spy = TissueSpy(TissueImage(noise_image(2), torch.ones(4, 5, dtype=torch.bool)))
-    spy.path = "images/b.png"
+    spy = TissueSpy(TissueFileImage(noise_image(2), torch.ones(4, 5, dtype=torch.bool)))
     optimiser = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     for _ in range(2):
         optimiser.zero_grad()

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from zoomin.errors import ConfigError, UserError
-from zoomin.image_access import InMemoryImage
+from zoomin.image_access import ImageAccess, InMemoryImage
 from zoomin.measure import measure_inference
 from zoomin.models import MODEL_TYPES, build_model
 from zoomin.models.output import Attention, ModelOutput
@@ -45,7 +45,7 @@ def small_model(model_type: str, **overrides) -> torch.nn.Module:
     return build_model(model_type, 3, **{**SMALL[model_type], **overrides})
 
 
-class SpyImage:
+class SpyImage(ImageAccess):
     """Wraps an ImageAccess and records every request and the largest tensor handed out."""
 
     def __init__(self, image):
@@ -75,6 +75,10 @@ class SpyImage:
 
     def patches(self, centres, size):
         return self._record(("patches", len(centres), size), self.image.patches(centres, size))
+
+    @property
+    def source(self):
+        return self.image.source
 
 
 # ---------------------------------------------------------------------------- shapes

@@ -11,7 +11,6 @@ from pathlib import Path
 import zoomin.config.load
 from zoomin.data.sources import download_options, get_source
 from zoomin.errors import ConfigError
-from zoomin.models.registry import model_type
 
 try:
     EXP = zoomin.config.load.prepare(config)
@@ -78,7 +77,7 @@ def table_with_figures(name):
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
     out += [CURVES.format(dataset=d, method=m) for d, m in dict.fromkeys(pairs)]
     out += [
-        f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.attention_method and d in datasets
+        f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.figures.attention_method and d in datasets
     ]
     out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
     return out
@@ -94,7 +93,7 @@ def attention_figures():
     return [
         f"results/figures/attention_{dataset}.png"
         for dataset, method in EXP.trained()
-        if method == EXP.attention_method
+        if method == EXP.figures.attention_method
     ]
 
 
@@ -118,7 +117,7 @@ def paper_figures():
 def attention_run(wildcards):
     """The run whose model draws a dataset's attention figure: the attention method's first run."""
     dataset = wildcards.dataset
-    return {"dataset": dataset, "method": EXP.attention_method, "run": EXP.datasets[dataset].runs[0]}
+    return {"dataset": dataset, "method": EXP.figures.attention_method, "run": EXP.datasets[dataset].runs[0]}
 
 
 def slide_caches(wildcards):
@@ -177,14 +176,5 @@ def dataset_runs(dataset, methods):
 
 
 def attention_runs(dataset):
-    return dataset_runs(dataset, [EXP.attention_method])
+    return dataset_runs(dataset, [EXP.figures.attention_method])
 
-
-def two_stage_tile(dataset, methods):
-    """Tile side of the first two-stage model among ``methods`` (Figure 4 marks how many tiles an
-    image has); None if there is none."""
-    for method in methods:
-        spec = EXP.model(dataset, method)
-        if model_type(spec.type).attention == "two-stage":
-            return spec.params.tile
-    return None

@@ -49,7 +49,7 @@ rule plot_memory:
     params:
         runs=lambda wc: dataset_runs(EXP.figures.memory.dataset, EXP.figures.memory.methods),
         methods=method_facts(),
-        tile=lambda wc: two_stage_tile(EXP.figures.memory.dataset, EXP.figures.memory.methods),
+        tile=lambda wc: EXP.tile_size(EXP.figures.memory.dataset, EXP.figures.memory.methods),
         title=lambda wc: EXP.datasets[EXP.figures.memory.dataset].block,
     script:
         "../scripts/plot_memory.py"

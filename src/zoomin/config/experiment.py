@@ -25,7 +25,7 @@ No torch here (the Snakefile imports this module to plan the DAG).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,27 +49,39 @@ DEFAULT_SLIDE_TILE = 256  # tissue-tile side of a slide cache when no model of t
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """One entry of the config's ``methods:``: a model type, its row label and what it overrides.
+
+    ``params`` and ``training`` hold the overrides as the config gives them (model parameters and
+    training settings by name); they become typed, checked records when merged for a dataset
+    (:meth:`Experiment.model`, :meth:`Experiment.training`)."""
+
     name: str
-    model: str
+    model: str  # a model type of zoomin.models.registry
     label: str
-    params: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
+    """One entry of the config's ``datasets:``: its source, runs, methods and what it overrides.
+
+    ``model_params`` (per model type) and ``training`` are overrides as given, merged and checked
+    like :class:`MethodSpec`'s; ``construct`` and ``download`` are the data source's options,
+    checked by its :class:`zoomin.data.sources.Source` record."""
+
     name: str
-    block: str
+    block: str  # the row group in its table (the paper's dataset name)
     table: str | None  # None: in no per-dataset table; its runs come from `tables:` and `figures:`
-    source: str
-    runs: tuple[str, ...]
-    n_folds: int | None
+    source: str  # a source of zoomin.data.sources
+    runs: tuple[str, ...]  # run ids (zoomin.config.runs)
+    n_folds: int | None  # cross-validation folds; None: a fixed split with seeds
     methods: tuple[str, ...]
-    reference_class: str | None
-    model_params: dict[str, dict[str, Any]]
-    training: dict[str, Any]
-    construct: dict[str, Any]
-    download: dict[str, Any]
+    reference_class: str | None  # the class without the object (contrastive loss, attention figure)
+    model_params: Mapping[str, Mapping[str, Any]]
+    training: Mapping[str, Any]
+    construct: Mapping[str, Any]
+    download: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -83,7 +95,6 @@ class Experiment:
     training_defaults: dict[str, Any]
     methods: dict[str, MethodSpec]
     datasets: dict[str, DatasetSpec]
-    attention_method: str | None
     predict: PredictSettings = field(default_factory=PredictSettings)
     predictions: tuple[PredictionTarget, ...] = ()
     figures: FiguresSpec = field(default_factory=FiguresSpec)
@@ -158,12 +169,17 @@ class Experiment:
         return sorted(scale for scale in scales if scale < 1)
 
     def slide_tile_size(self, dataset: str) -> int:
-        """Tissue-tile side of the dataset's slide caches: the first method's that sets one."""
-        for method in self.methods_of(dataset):
-            size = self.model(dataset, method).params.slide_tile_size()
+        """Tissue-tile side of the dataset's slide caches: the first of its methods that cuts tiles."""
+        return self.tile_size(dataset, self.methods_of(dataset)) or DEFAULT_SLIDE_TILE
+
+    def tile_size(self, dataset: str, methods: Sequence[str]) -> int | None:
+        """Tile side of the first of ``methods`` whose model cuts the image into tiles (its record's
+        ``tile_size``); ``None`` if none does."""
+        for method in methods:
+            size = self.model(dataset, method).params.tile_size()
             if size is not None:
                 return size
-        return DEFAULT_SLIDE_TILE
+        return None
 
     def methods_of(self, dataset: str) -> tuple[str, ...]:
         """Every method trained on ``dataset``: its own ``methods`` (its table rows), then those the
@@ -314,7 +330,6 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         )
     predict = config.get("predict") or {}
     figures = read_figures(config.get("figures") or {}, methods, datasets)
-    attention_method = figures.attention_method
     extra_tables = read_tables(config.get("tables") or {}, methods, datasets)
     result = Experiment(
         seed=int(config["seed"]),
@@ -324,7 +339,6 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         training_defaults=dict(config.get("training_defaults") or {}),
         methods=methods,
         datasets=datasets,
-        attention_method=attention_method,
         predict=_record(PredictSettings, {k: v for k, v in predict.items() if k != "datasets"}, "predict"),
         predictions=read_prediction_targets(predict.get("datasets") or {}, datasets),
         figures=figures,

@@ -37,12 +37,12 @@ from zoomin.data.slide_reader import (  # noqa: F401  (re-exported: the slide AP
     open_slide,
 )
 from zoomin.errors import InputFileError
-from zoomin.image_access import patch_corner, scale_key, scaled_length, to_chw_float, view_shape
+from zoomin.image_access import ImageAccess, patch_corner, scale_key, scaled_length, to_chw_float, view_shape
 
 log = logging.getLogger(__name__)
 
 
-class SlideImage:
+class SlideImage(ImageAccess):
     """A whole-slide image seen through :class:`~zoomin.image_access.ImageAccess`.
 
     ``cache_path`` is the slide's HDF5 cache (may be ``None``: views are then rendered from the
@@ -93,6 +93,17 @@ class SlideImage:
         state = self.__dict__.copy()
         state["_cache"] = None
         return state
+
+    @property
+    def source(self) -> Path:
+        return self.slide_path
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 microns per pixel from the slide's ``openslide.mpp-x`` (``None`` when absent)."""
+        from zoomin.data.slide_cache import slide_mpp
+
+        return slide_mpp(self.reader)
 
     @property
     def read_stats(self) -> Counter[int]:

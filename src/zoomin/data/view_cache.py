@@ -37,7 +37,15 @@ from tqdm import tqdm
 from zoomin.atomic import atomic_path
 from zoomin.data.constructed import DATASET_JSON, ConstructedDataset, ImageRecord, read_constructed
 from zoomin.errors import ConfigError, InputFileError
-from zoomin.image_access import InMemoryImage, as_hwc_uint8, resize_uint8, scale_key, scaled_length, to_chw_float
+from zoomin.image_access import (
+    ImageAccess,
+    InMemoryImage,
+    as_hwc_uint8,
+    resize_uint8,
+    scale_key,
+    scaled_length,
+    to_chw_float,
+)
 
 if TYPE_CHECKING:
     from zoomin.data.slide_access import SlideImage
@@ -444,7 +452,7 @@ class ViewCache:
         )
 
 
-class CachedImage:
+class CachedImage(ImageAccess):
     """An :class:`~zoomin.image_access.ImageAccess` backed by a :class:`ViewCache` and an image file.
 
     Views at cached scales are read from the HDF5 file; other scales, regions and patches decode the
@@ -465,6 +473,10 @@ class CachedImage:
     @property
     def channels(self) -> int:
         return 3
+
+    @property
+    def source(self) -> Path:
+        return self.path
 
     def _decoded(self) -> InMemoryImage:
         if self._full is None:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoomin.image_access import ImageAccess, view_rows, view_shape
+from zoomin.image_access import ImageAccess, view_shape
 from zoomin.models.batching import to_module
 
 # Pixels (of a view, or of sub-tiles) one chunk may hold: one 256-px sub-tile of LeNet features
@@ -100,7 +100,7 @@ def banded_logits(
         top, stop = max(0, y0 - halo), min(height, y1 + halo)
         band = torch.zeros((image.channels, stop - top, width))
         if top < view_h:
-            pixels = view_rows(image, scale, top, min(stop, view_h))[:, :, : min(width, view_w)]
+            pixels = image.view_rows(scale, top, min(stop, view_h))[:, :, : min(width, view_w)]
             band[:, : pixels.shape[1], : pixels.shape[2]] = pixels
         logits = net(to_module(band, placement)[None])[0]
         logits = logits[y0 - top : y1 - top]

@@ -50,11 +50,7 @@ EMBEDDING_BUDGET_BYTES = 2 * 1024**3
 
 def image_key(image: ImageAccess) -> str | None:
     """What identifies an image across epochs: its slide or image file (None: nothing does)."""
-    for name in ("slide_path", "path"):
-        value = getattr(image, name, None)
-        if value is not None:
-            return str(value)
-    return None
+    return None if image.source is None else str(image.source)
 
 
 class CLAMNet(BagClassifier):

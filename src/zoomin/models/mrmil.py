@@ -76,8 +76,8 @@ def region_cells(
     height, width = image.size
     rows, cols = -(-height // patch), -(-width // patch)
     per = region // patch
-    tile_mask = getattr(image, "tile_mask", None)
-    tissue = tile_mask(patch).reshape(-1) if tile_mask is not None else None
+    tissue = image.tile_mask(patch)
+    tissue = tissue.reshape(-1) if tissue is not None else None
     offsets = torch.arange(per)
     chosen = []
     for index in regions.tolist():

@@ -34,8 +34,9 @@ class ModelParams(Params):
         """Scales of the views of regions it reads (cached for image datasets; slides read them)."""
         return ()
 
-    def slide_tile_size(self) -> int | None:
-        """Side (level-0 px) of the tissue tiles a slide cache should list for this model."""
+    def tile_size(self) -> int | None:
+        """Side (full-resolution px) of the tiles the model's stage-1 attention weighs: the tissue
+        tiles a slide cache lists for it, the tiles a figure counts. ``None``: it cuts no tiles."""
         return None
 
 
@@ -75,7 +76,7 @@ class ZoomInParams(ModelParams):
     def region_scales(self) -> tuple[float, ...]:
         return (self.s2,)
 
-    def slide_tile_size(self) -> int | None:
+    def tile_size(self) -> int | None:
         return self.tile
 
 

@@ -67,11 +67,9 @@ def instance_grid(image: ImageAccess, patch: int) -> tuple[tuple[int, int], torc
     its instances: the cells with tissue when the image knows its tissue and has some, else all."""
     height, width = image.size
     shape = (-(-height // patch), -(-width // patch))
-    tile_mask = getattr(image, "tile_mask", None)
-    if tile_mask is not None:
-        tissue = tile_mask(patch).reshape(-1)
-        if tissue.any():
-            return shape, tissue.nonzero()[:, 0]
+    tissue = image.tile_mask(patch)
+    if tissue is not None and tissue.any():
+        return shape, tissue.reshape(-1).nonzero()[:, 0]
     return shape, torch.arange(shape[0] * shape[1])
 
 

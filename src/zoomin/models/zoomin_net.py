@@ -200,13 +200,10 @@ class ZoomInNet(AttentionSamplingClassifier):
     def _without_background(self, image: ImageAccess, logits: torch.Tensor) -> torch.Tensor:
         """``logits`` with the tiles that hold no tissue set to -inf (zero attention, never drawn),
         for images that know their tissue (whole slides: ``tile_mask``); unchanged otherwise."""
-        tile_mask = getattr(image, "tile_mask", None)
-        if tile_mask is None:
+        tissue = image.tile_mask(self.tile)
+        if tissue is None or not tissue.any():
             return logits
-        tissue = tile_mask(self.tile).to(logits.device)
-        if not tissue.any():
-            return logits
-        return logits.masked_fill(~tissue, float("-inf"))
+        return logits.masked_fill(~tissue.to(logits.device), float("-inf"))
 
     def _pooled_tile_logits(self, views: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(self.tile_attention(views)[:, None], self.pool)[:, 0]

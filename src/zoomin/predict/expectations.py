@@ -36,16 +36,6 @@ def expected_channels(model: nn.Module) -> int | None:
     return None
 
 
-def input_mpp(image: ImageAccess) -> float | None:
-    """Level-0 microns per pixel of a slide (``None`` for images and slides that do not say)."""
-    reader = getattr(image, "reader", None)
-    if reader is None:
-        return None
-    from zoomin.data.slide_cache import slide_mpp
-
-    return slide_mpp(reader)
-
-
 def check_input(
     model: nn.Module,
     meta: dict[str, Any],
@@ -60,7 +50,7 @@ def check_input(
         raise InputFileError(
             item.path, f"has {image.channels} channels but the {meta['model_type']} model reads {channels}"
         )
-    model_mpp, slide_mpp = meta.get("mpp"), input_mpp(image)
+    model_mpp, slide_mpp = meta.get("mpp"), image.mpp
     if not ignore_mpp and model_mpp and slide_mpp and abs(slide_mpp / float(model_mpp) - 1) > MPP_TOLERANCE:
         raise InputFileError(
             item.path,

@@ -77,7 +77,7 @@ def predict(
     params = model_type(meta["model_type"]).make_params(meta["model_params"])
     view_scales = tuple(float(s) for s in params.view_scales())
     cache_scales = [s for s in view_scales if s < 1] or [TISSUE_SCALE]
-    tile = params.slide_tile_size() or DEFAULT_SLIDE_TILE
+    tile = params.tile_size() or DEFAULT_SLIDE_TILE
     seed = settings.seed if settings.seed is not None else int(meta.get("seed", 0))
     sampling = settings.sampling or meta.get("sampling_at_test") or "sample"
     if model_type(meta["model_type"]).attention == "none":
