@@ -323,3 +323,19 @@ def test_the_readme_layout_matches_the_tree():
     }
     left_out = sorted("/".join(parts) for parts in (folders | package) - named)
     assert not left_out, f"the README's Layout leaves out: {left_out}"
+
+
+COMMIT = re.compile(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,12}\b")
+
+
+@pytest.mark.parametrize(
+    "doc", [doc for doc in DOCS if doc.name != "measurements.md"], ids=lambda doc: str(doc.relative_to(REPO))
+)
+def test_commit_hashes_are_in_the_measurement_log_only(doc):
+    """Pages that describe the current tree point to docs/measurements.md for what a commit measured."""
+    lines = [
+        f"{number}: {', '.join(COMMIT.findall(line))}"
+        for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), start=1)
+        if COMMIT.search(line)
+    ]
+    assert not lines, f"{doc.relative_to(REPO)} names commits (move the measurement to docs/measurements.md): {lines}"
