@@ -1,10 +1,11 @@
 """Every repo path and Python name the docs write resolves, so the docs cannot drift from the tree.
 
 Read: README.md, docs/*.md and benchmarks/README.md, outside fenced code blocks (commands, and the
-README's Layout, which has its own test below). Checked:
+README's Layout, which has its own test below), and the shipped configs' comments. Checked:
 
-* ``zoomin.x.y`` in backticks: the longest importable prefix is a module and the rest resolves from it
-  by getattr (``zoomin.config.run.TrainingConfig.lr`` too); a trailing call ``(...)`` is ignored;
+* ``zoomin.x.y``, in backticks or not: the longest importable prefix is a module and the rest
+  resolves from it by getattr (``zoomin.config.run.TrainingConfig.lr`` too); a trailing call
+  ``(...)`` is ignored;
 * a path in backticks or a markdown link, and a plain-text path under one of the repo's top-level
   folders (``docs/method.md``): it exists, relative to the repo, the doc's folder, the package
   (``models/registry.py`` is ``src/zoomin/models/registry.py``) or ``tests/`` (docs/bad_input.md's
@@ -38,6 +39,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "zoomin"
 DOCS = [REPO / "README.md", REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# The shipped configs' comments point to docs and name records the same way.
+CONFIGS = [REPO / "config" / "config.yaml", REPO / "config" / "paper.yaml", REPO / "tests" / "configs" / "tiny_config.yaml"]
 
 # Written by the workflow or the benchmarks (git-ignored), not part of the repo.
 GENERATED = ("results", "resources", "logs", "checkpoints", ".snakemake", "benchmarks/out")
@@ -62,9 +65,9 @@ SYMBOL = re.compile(r"^[A-Za-z_][\w.*]*(?:\(\))?$")
 PLACEHOLDER = re.compile(r"<[^>]*>|\{[^}]*\}|\*|#+|\.\.\.")
 
 
-def _prose(doc: Path) -> str:
-    """The doc without its fenced code blocks (line numbers kept)."""
-    return FENCE.sub(lambda match: "\n" * match.group(0).count("\n"), doc.read_text(encoding="utf-8"))
+def _prose(text: str) -> str:
+    """``text`` without its fenced code blocks (line numbers kept)."""
+    return FENCE.sub(lambda match: "\n" * match.group(0).count("\n"), text)
 
 
 @cache
@@ -86,6 +89,8 @@ def _is_generated(path: str) -> bool:
 
 
 def _bases(doc: Path) -> list[Path]:
+    """Where a relative path may start: the repo, the doc's folder, the package (docs write
+    ``models/registry.py``) and tests/ (docs/bad_input.md writes ``real/test_...``)."""
     return [REPO, doc.parent, PACKAGE, REPO / "tests"]
 
 
@@ -183,7 +188,7 @@ def _abbreviations(text: str) -> dict[str, str]:
 def problems(doc: Path, text: str | None = None) -> list[tuple[int, str, str]]:
     """Every reference of ``doc`` (or of ``text`` read as ``doc``) that does not resolve, as
     ``(line, reference, why)``."""
-    text = _prose(doc) if text is None else FENCE.sub("", text)
+    text = _prose(doc.read_text(encoding="utf-8") if text is None else text)
     abbreviations = {key: REPO / value for key, value in _abbreviations(text).items()}
     found = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -233,15 +238,18 @@ def problems(doc: Path, text: str | None = None) -> list[tuple[int, str, str]]:
             if "://" not in target and not target.startswith(("#", "mailto:")):
                 if not _candidates(target, doc):
                     report(f"link {target}", "no such path")
-        # plain-text paths: docs/method.md, config/paper.yaml, src/zoomin/... outside backticks
+        # outside backticks: paths such as docs/method.md, and zoomin.x.y
         plain = SPAN.sub(" ", LINK.sub(" ", line))
         for path in re.findall(r"(?<![\w/.-])((?:docs|config|src|tests|benchmarks|workflow|profiles)/[\w./<>*-]*\w)", plain):
             if (why := _path_problem(path, doc)) is not None:
                 report(path, why)
+        for name in re.findall(r"(?<![\w/.])(zoomin(?:\.[A-Za-z_]\w*)+)", plain):
+            if (why := _dotted_problem(name)) is not None:
+                report(name, why)
     return found
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(REPO)))
+@pytest.mark.parametrize("doc", DOCS + CONFIGS, ids=lambda doc: str(doc.relative_to(REPO)))
 def test_every_path_and_name_a_doc_writes_resolves(doc):
     found = [f"{doc.relative_to(REPO)}:{line}: {reference}: {why}" for line, reference, why in problems(doc)]
     assert not found, "references that resolve to nothing (fix the doc, or see the module docstring):\n" + "\n".join(found)
@@ -251,6 +259,7 @@ def test_the_check_catches_each_kind_of_drift():
     """A made-up doc with stale references of each kind beside good ones: exactly the stale ones fail."""
     found = {reference for _, reference, _ in problems(REPO / "docs" / "made_up.md", SAMPLE)}
     assert found == {
+        "zoomin.models.streaming",
         "zoomin.models.bags",
         "zoomin.config.run.TrainingConfig.learning_rate",
         "src/zoomin/spec.py",
@@ -274,7 +283,7 @@ Good: `zoomin.config.run.TrainingConfig`, `zoomin.config.load.schema()`, `result
 `config/paper_<table>.csv`, RB `test_every_allowed_restatement_is_still_one`, docs/method.md and
 `tests/test_docs.py::test_every_path_and_name_a_doc_writes_resolves`, `::test_the_check_catches_each_kind_of_drift`.
 Good too: `test_shipped_configs.py`, `lib/models.py`, `/views/<image_id>`, `models/model_clam.py`, `memory.py`.
-Stale: `zoomin.models.bags`, `zoomin.config.run.TrainingConfig.learning_rate`, `src/zoomin/spec.py`,
+Stale: zoomin.models.streaming, `zoomin.models.bags`, `zoomin.config.run.TrainingConfig.learning_rate`, `src/zoomin/spec.py`,
 `models/streaming.py`, `bags.py`, `src/zoomin/models/zoomin_net.py` (`_positions`, `_centres`),
 RB `test_no_such_test`, `test_config.py::test_bad_values_are_rejected_naming_the_key`, `::test_bad_values_are_rejected_naming_the_key`,
 see docs/nothing.md and [this](nothing.md), `config/nothing_<x>.csv`.
