@@ -52,11 +52,16 @@ def _with(change):
     return config
 
 
+def _colon_zoomin(config):
+    """The colon block's Zoom-In parameters (absent where the config takes the defaults)."""
+    return config["datasets"]["colon"].setdefault("model_params", {}).setdefault("zoomin", {})
+
+
 BAD = {
-    "s1 >= 1": (lambda c: c["datasets"]["colon"]["model_params"]["zoomin"].update(s1=2), "datasets.colon.model_params.zoomin.s1"),
-    "s2 <= s1": (lambda c: c["datasets"]["colon"]["model_params"]["zoomin"].update(s2=0.05), "datasets.colon.model_params.zoomin.s2"),
-    "N < 1": (lambda c: c["datasets"]["colon"]["model_params"]["zoomin"].update(n=0), "datasets.colon.model_params.zoomin.n"),
-    "P > T": (lambda c: c["datasets"]["colon"]["model_params"]["zoomin"].update(subtile=300), "datasets.colon.model_params.zoomin.subtile"),
+    "s1 >= 1": (lambda c: _colon_zoomin(c).update(s1=2), "datasets.colon.model_params.zoomin.s1"),
+    "s2 <= s1": (lambda c: _colon_zoomin(c).update(s2=0.05), "datasets.colon.model_params.zoomin.s2"),
+    "N < 1": (lambda c: _colon_zoomin(c).update(n=0), "datasets.colon.model_params.zoomin.n"),
+    "P > T": (lambda c: _colon_zoomin(c).update(subtile=300), "datasets.colon.model_params.zoomin.subtile"),
     "unknown method": (lambda c: c["datasets"]["colon"]["methods"].append("resnet_magic"), "datasets.colon.methods"),
     "unknown model type": (lambda c: c["methods"].update(x={"model": "vit", "label": "x"}), "methods.x.model"),
     "unknown source": (lambda c: c["datasets"]["colon"].update(source="imagenet"), "datasets.colon.source"),
@@ -116,7 +121,7 @@ def test_training_defaults_fill_what_no_layer_sets():
     config.pop("training_defaults")
     experiment = zconfig.prepare(config)
     assert experiment.training("colon", "zoomin_lenet") == TrainingConfig()
-    assert experiment.run("colon", "zoomin_lenet", "r0f0").measure == MeasureConfig(**DEFAULT["measure"])
+    assert experiment.run("colon", "zoomin_lenet", "r0f0").measure == MeasureConfig(**DEFAULT.get("measure", {}))
 
 
 def test_model_params_blocks_of_the_schema_come_from_the_registry():

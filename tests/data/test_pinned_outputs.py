@@ -1,7 +1,7 @@
-"""Pinned outputs: the synthetic stand-ins" plan and bytes and the cross-validation folds.
+"""Pinned outputs: the synthetic stand-ins' plan and bytes and the cross-validation folds.
 
-The project"s Table 1 numbers depend on exactly which images each stand-in draws, which split each
-lands in and which images form each fold"s train/val/test sets. The expected values below were
+The project's Table 1 numbers depend on exactly which images each stand-in draws, which split each
+lands in and which images form each fold's train/val/test sets. The expected values below were
 captured from the code before the stratified split was shared (zoomin.data.stratify); a change
 that moves any of them changes the reported results and must be deliberate.
 """
