@@ -27,11 +27,15 @@ include: "workflow/rules/figures.smk"
 rule all:
     default_target: True
     input:
-        table_outputs(),
-        attention_figures(),
-        curve_figures(),
-        prediction_outputs(),
-        paper_figures(),
+        final_outputs(),
+
+
+# What `snakemake --report results/report.html built` bundles: every output of `all` built so far
+# (after `snakemake table1`, Table 1 and its figures; after `all`, everything). A report of `all`
+# itself refuses to start while any of its outputs is missing.
+rule built:
+    input:
+        lambda wc: [path for path in final_outputs() if os.path.exists(path)],
 
 
 # Each table of the datasets' `table:` key with its figures, e.g. `snakemake --cores 2 table1`; the

@@ -19,9 +19,14 @@ XDIST_GROUPS = {
 GROUPED = tuple(prefix for prefixes in XDIST_GROUPS.values() for prefix in prefixes)
 
 
+SLOW_MARKS = ("slow", "workflow", "cluster")  # what the fast tier (`pytest -m fast`) leaves out
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if not any(item.get_closest_marker(name) for name in SLOW_MARKS):
+            item.add_marker(pytest.mark.fast)
         for group, prefixes in XDIST_GROUPS.items():
             if item.nodeid.startswith(prefixes):
                 item.add_marker(pytest.mark.xdist_group(group))

@@ -35,6 +35,7 @@ def test_the_memory_figure_marks_the_tiles_of_the_first_model_that_cuts_tiles(mo
 @pytest.mark.slow
 def test_a_dag_with_racnn_first_in_the_memory_figure_plans(tmp_path):
     config = yaml.safe_load(TINY_CONFIG.read_text())
+    config["methods"]["racnn"] = {"model": "racnn", "label": "RA-CNN", "params": {"width": 4, "scale": 0.5, "crop_size": 32}}
     config["figures"]["memory"]["methods"] = ["racnn", "zoomin_lenet", "ats"]
     config["datasets"]["colon"]["methods"].append("racnn")
     workdir = copy_workflow(tmp_path)

@@ -355,7 +355,7 @@ def test_a_model_reading_whole_slides_too_large_or_other_channels_is_refused(tmp
     ("block", "key"),
     [
         ({"datasets": {"nowhere": {"inputs": ["x.png"]}}}, "predict.datasets.nowhere"),
-        ({"datasets": {"colon": {"inputs": ["x.png"], "methods": ["cnn_lowres"]}}}, "predict.datasets.colon.methods"),
+        ({"datasets": {"fmow": {"inputs": ["x.png"], "methods": ["ats"]}}}, "predict.datasets.fmow.methods"),
         ({"datasets": {"colon": {"inputs": ["x.png"], "runs": ["s0"]}}}, "predict.datasets.colon.runs"),
         ({"datasets": {"colon": {"inputs": []}}}, "predict.datasets.colon.inputs"),
         ({"datasets": {"colon": {}}}, "predict.datasets.colon"),
@@ -387,6 +387,7 @@ def test_predict_block_defaults_to_every_method_and_the_first_run():
     experiment = prepare(config)
     assert experiment.predict == PredictSettings(seed=5)
     assert [(t.dataset, t.method, t.run, t.inputs) for t in experiment.predictions] == [
+        ("colon", "cnn_lowres", "r0f0", ("a.png", "folder")),
         ("colon", "ats", "r0f0", ("a.png", "folder")),
         ("colon", "zoomin_lenet", "r0f0", ("a.png", "folder")),
     ]

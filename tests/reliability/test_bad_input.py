@@ -35,7 +35,7 @@ from zoomin.cli.main import main
 from zoomin.data.view_cache import ViewCache, build_view_cache
 from zoomin.errors import InputFileError, OutputFileError
 from zoomin.models import build_model
-from zoomin.training.checkpoints import load_checkpoint
+from zoomin.training.checkpoints import read_checkpoint, restore_checkpoint
 
 
 def cli(capsys, *args) -> tuple[int, str]:
@@ -460,12 +460,14 @@ def test_disk_full_while_saving_a_checkpoint(colon_views, tmp_path, capsys, monk
 # library-level guarantees behind the cases above
 
 
-def test_load_checkpoint_refuses_another_architecture_directly(uninterrupted_run):
+def test_restore_checkpoint_refuses_another_architecture_directly(uninterrupted_run):
     path = uninterrupted_run / "ckpt" / "last.pt"
-    identity = torch.load(path, map_location="cpu", weights_only=True)["identity"]
+    payload = read_checkpoint(path)
     model = build_model("zoomin", 2, tile=100, subtile=16, s1=0.1, s2=0.2, n=4, feature="resnet16")
     optimizer = torch.optim.Adam(model.parameters())
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
     with pytest.raises(InputFileError) as error:
-        load_checkpoint(path, model, optimizer, scheduler, torch.Generator(), torch.Generator(), identity)
+        restore_checkpoint(
+            payload, path, model, optimizer, scheduler, torch.Generator(), torch.Generator(), payload["identity"]
+        )
     assert error.value.path == path and "does not match the model architecture" in error.value.problem

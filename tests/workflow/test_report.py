@@ -15,6 +15,7 @@ import base64
 import io
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -25,6 +26,7 @@ from tests.workflow.helpers import TINY_CONFIG, snakemake
 pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 REPORT = "results/report.html"
+README_REPORT = ("--report", REPORT, "built")  # the README's command
 _RESULTS = re.compile(r'<script id="results">\s*var results = (\{.*?\});\s*</script>', re.S)
 _CATEGORIES = re.compile(r'<script id="categories">\s*var categories = (\{.*?\});\s*</script>', re.S)
 
@@ -44,7 +46,7 @@ def _in_category(categories: dict, name: str) -> list[str]:
 @pytest.fixture(scope="module")
 def report(tiny_local_run):
     """(run directory, results object, categories object, HTML) of the report of the tiny run."""
-    result = snakemake(tiny_local_run, "--report", REPORT, "--configfile", str(TINY_CONFIG), timeout=600)
+    result = snakemake(tiny_local_run, *README_REPORT, "--configfile", str(TINY_CONFIG), timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     html = (tiny_local_run / REPORT).read_text()
     results_js, categories_js = _RESULTS.search(html), _CATEGORIES.search(html)
@@ -107,6 +109,33 @@ def test_report_embeds_the_paper_figures_with_captions(report):
         assert _embedded(entry) == (workdir / path).read_bytes(), path
     assert "Spearman" in results[f"results/figures/spearman_{config['figures']['spearman'][0]}.png"]["caption"]
     assert "results/table3.csv" in _in_category(categories, "Tables")
+
+
+def test_the_readme_report_command_works_after_the_quick_start_alone(tiny_local_run, tmp_path):
+    """The Quick start builds Table 1 only; a report of `all` then refuses ("marked for report but does
+    not exist"). The README's command reports what is built: here a copy of the finished run with
+    what Table 1 does not build taken away, as the Quick start leaves it."""
+    from tests.workflow.helpers import REPO
+
+    assert " ".join(README_REPORT) in (REPO / "README.md").read_text()
+    workdir = tmp_path / "quick_start"
+    shutil.copytree(tiny_local_run, workdir, symlinks=True, ignore=shutil.ignore_patterns(REPORT.split("/")[-1]))
+    config = yaml.safe_load(TINY_CONFIG.read_text())
+    table1_datasets = [d for d, ds in config["datasets"].items() if ds.get("table", "table1") == "table1"]
+    for path in [*workdir.glob("results/table[!1]*"), *workdir.glob("results/predictions")]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for path in workdir.glob("results/figures/*"):
+        if path.name not in {f"attention_{d}.png" for d in table1_datasets} | {"errorbars_colon.png"}:
+            path.unlink()
+    for path in workdir.glob("results/*/*/curves.png"):
+        if path.parts[-3] not in table1_datasets:
+            path.unlink()
+    everything = snakemake(workdir, "--report", REPORT, "--configfile", str(TINY_CONFIG), timeout=600)
+    assert everything.returncode != 0 and "marked for report but does not exist" in everything.stderr
+    result = snakemake(workdir, *README_REPORT, "--configfile", str(TINY_CONFIG), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    results = json.loads(_RESULTS.search((workdir / REPORT).read_text()).group(1))
+    assert "results/table1.csv" in results and "results/table2.csv" not in results
 
 
 def test_workflow_extra_installs_what_the_report_needs():

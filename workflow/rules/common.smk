@@ -65,6 +65,11 @@ def metrics_of(runs):
     return [f"{RUN}/metrics.json".format(dataset=d, method=m, run=r) for d, m, r in runs]
 
 
+def final_outputs():
+    """Every table, figure and prediction the config asks for (the inputs of `all`)."""
+    return table_outputs() + attention_figures() + curve_figures() + prediction_outputs() + paper_figures()
+
+
 def table_outputs():
     return [f"results/{table}.{ext}" for table in EXP.tables() for ext in ("csv", "md")]
 

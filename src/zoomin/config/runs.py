@@ -7,14 +7,16 @@ split with several training seeds (runs ``s<seed>``). A run's seed is
     1000 * config seed + run seed                     (fixed split)
 
 which is one-to-one as long as folds < 100, repetitions < 10 and run seeds < 1000 (checked by
-:func:`run_ids`): two runs of an experiment never share a seed. Each run then seeds separate
-streams from it, by the named offsets below (docs/reproducibility.md lists every stream).
+:func:`run_ids`): two runs of an experiment never share a seed. Each use of randomness in a run
+then has its own stream (:class:`Stream`), seeded with ``STREAMS * run seed + stream``, so that no
+two streams of any runs share a seed either (docs/reproducibility.md lists every stream).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 from zoomin.errors import ConfigError
@@ -23,11 +25,26 @@ MAX_FOLDS = 100
 MAX_REPETITIONS = 10
 MAX_RUN_SEED = 999
 
-# Offsets from a run's seed: the order of training images and the initial weights use the seed
-# itself; the Monte Carlo draws of training, and those of evaluation, have their own streams.
-TRAINING_DRAWS = 1
-EVALUATION_DRAWS = 7
-PRETRAINING_DRAWS = 13  # the patches pre-training draws (zoomin.training.pretrain)
+
+
+class Stream(IntEnum):
+    """The random streams of one run, each seeded by :func:`stream_seed`."""
+
+    INIT = 0  # initial weights (torch's global RNG)
+    ORDER = 1  # the order of the training images in each epoch
+    TRAINING = 2  # Monte Carlo draws of training (tiles, sub-tiles, the contrastive loss's)
+    EVALUATION = 3  # draws of validation and test passes, and of zoomin predict
+    PRETRAINING = 4  # tiles and positions drawn to pre-train as tile classifiers (zoomin.training.pretrain)
+    FIGURES = 5  # draws of the figures that show a trained model's attention and samples
+    COST = 6  # draws of the FLOPs, memory and time passes (zoomin.measure)
+
+
+STREAMS = 16  # streams a run may have (room for new ones without moving the others)
+
+
+def stream_seed(run_seed: int, stream: Stream) -> int:
+    """The seed of ``stream`` of the run seeded ``run_seed``: one-to-one in (run seed, stream)."""
+    return STREAMS * int(run_seed) + int(stream)
 
 RUN_PATTERN = re.compile(r"^(?:r(\d+)f(\d+)|s(\d+))$")
 

@@ -17,7 +17,6 @@ from typing import Any
 from zoomin.config.records import ParamError, Params, param
 
 # Names of the feature networks f (zoomin.models.features builds them) and attention activations.
-# Names of the feature networks f (zoomin.models.features builds them) and attention activations.
 FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16", "ats_traffic")
 ATTENTION_ACTIVATIONS = ("tanh", "relu")
 

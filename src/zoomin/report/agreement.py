@@ -20,10 +20,12 @@ import torch
 from scipy import stats
 
 from zoomin.config.run import RunSpec
+from zoomin.config.runs import Stream
 from zoomin.data.splits import load_run_data
 from zoomin.errors import UserError
 from zoomin.models.output import AttentionMap
 from zoomin.training.checkpoints import load_trained_model
+from zoomin.training.inference import stream_generator
 
 TILE_COLUMNS = ["dataset", "method", "run", "image_id", "row", "col", "attention", "coverage"]
 SUMMARY_COLUMNS = ["dataset", "method", "cells", "tiles", "images", "runs", "spearman_rho", "p_value"]
@@ -68,7 +70,7 @@ def attention_vs_annotation(runs: Sequence[tuple[RunSpec, Path]], views: Path) -
                 continue
             image = data.test.image(i)
             with torch.no_grad():
-                out = model([image], generator=torch.Generator().manual_seed(spec.seed), sampling="sample")
+                out = model([image], generator=stream_generator(spec.seed, Stream.FIGURES), sampling="sample")
             if not out.attention:
                 raise UserError(f"method {spec.method} has no attention to compare with the annotation")
             amap = out.attention[0].stage1.detached()

@@ -22,10 +22,12 @@ import pandas as pd
 import torch
 
 from zoomin.config.run import RunSpec
+from zoomin.config.runs import Stream
 from zoomin.data.splits import load_run_data
 from zoomin.report.draw import plot_attention
 from zoomin.report.figure_data import pareto_points, run_accuracies, training_history, write_csv
 from zoomin.training.checkpoints import load_trained_model
+from zoomin.training.inference import stream_generator
 
 DISPLAY_LIMIT = 2048  # longest side of the full-resolution panel of Fig. 8 (larger images are shown smaller)
 
@@ -39,7 +41,7 @@ def attention_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path
     chosen = next((i for i in range(len(data.test)) if data.test.label(i) != reference), 0)
     image = data.test.image(chosen)
     with torch.no_grad():
-        out = model([image], generator=torch.Generator().manual_seed(spec.seed), sampling="sample")
+        out = model([image], generator=stream_generator(spec.seed, Stream.FIGURES), sampling="sample")
     predicted = meta["classes"][int(out.logits.argmax(1))]
     truth = meta["classes"][data.test.label(chosen)]
     title = f"{spec.dataset}: {data.test.image_id(chosen)} (label {truth}, predicted {predicted})"
@@ -128,7 +130,7 @@ def views_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path) ->
     box = _object_box(data.test.cache, data.test.image_id(chosen), image.size, shown)
     model, meta = load_trained_model(model_path, torch.device("cpu"))
     with torch.no_grad():
-        out = model([image], generator=torch.Generator().manual_seed(spec.seed), sampling="sample")
+        out = model([image], generator=stream_generator(spec.seed, Stream.FIGURES), sampling="sample")
     attention = None
     if out.attention:
         amap = out.attention[0].stage1.detached()

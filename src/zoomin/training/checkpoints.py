@@ -46,7 +46,16 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
-def load_checkpoint(
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, read once (a clear error if it is not one of ours)."""
+    payload = read_torch_file(path)
+    if not isinstance(payload, dict) or "identity" not in payload:
+        raise InputFileError(path, "is not a zoomin training checkpoint; delete it to start over")
+    return payload
+
+
+def restore_checkpoint(
+    payload: dict[str, Any],
     path: Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -55,10 +64,8 @@ def load_checkpoint(
     sample_rng: torch.Generator,
     expected: dict[str, Any],
 ) -> dict[str, Any]:
-    """Restore everything in place and return the saved training state."""
-    payload = read_torch_file(path)
-    if not isinstance(payload, dict) or "identity" not in payload:
-        raise InputFileError(path, "is not a zoomin training checkpoint; delete it to start over")
+    """Restore everything from the checkpoint ``payload`` read from ``path`` in place and return the
+    saved training state."""
     if payload["identity"] != expected:
         raise InputFileError(
             path,
@@ -85,16 +92,12 @@ def load_checkpoint(
         ) from error
 
 
-def stale_reason(path: Path, expected: dict[str, Any], epochs: int) -> str | None:
-    """Why the checkpoint at ``path``, left by this very run (same model type, run id and seed), was
+def stale_reason(payload: dict[str, Any], expected: dict[str, Any], epochs: int) -> str | None:
+    """Why the checkpoint ``payload``, left by this very run (same model type, run id and seed), was
     written under an earlier configuration or dataset, or went past ``epochs``: then it must not be
     resumed and training starts over. ``None`` when it may be resumed, and also when it is another
-    run's or unreadable (:func:`load_checkpoint` then refuses it with a clear error)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    if not isinstance(payload, dict) or not isinstance(payload.get("identity"), dict):
+    run's (:func:`restore_checkpoint` then refuses it with a clear error)."""
+    if not isinstance(payload.get("identity"), dict):
         return None
     saved = payload["identity"]
     if any(saved.get(key) != expected.get(key) for key in set(saved) | set(expected) if key not in RESTART_KEYS):

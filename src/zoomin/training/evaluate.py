@@ -22,6 +22,7 @@ import torch
 
 from zoomin.atomic import atomic_path
 from zoomin.config.run import RunSpec
+from zoomin.config.runs import Stream, stream_seed
 from zoomin.data.splits import load_run_data
 from zoomin.measure import measure_inference
 from zoomin.training.checkpoints import load_trained_model
@@ -59,7 +60,7 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     )
 
     cost = measure_inference(
-        model, data.test.image(0), device, seed=spec.seed,
+        model, data.test.image(0), device, seed=stream_seed(spec.seed, Stream.COST),
         repeats=spec.measure.repeats, warmup=spec.measure.warmup, sampling=sampling, budget_s=spec.measure.budget_s,
     )
     metrics = {

@@ -1,7 +1,7 @@
 """Running a trained model over images: class probabilities, predicted classes and accuracy.
 
 The Monte Carlo draws come from a generator on the model's device seeded by the run's seed plus
-:data:`zoomin.config.runs.EVALUATION_DRAWS`, so every result is repeatable. Two ways of spending it:
+its evaluation stream (:func:`zoomin.config.runs.stream_seed`), so every result is repeatable. Two ways of spending it:
 
 * :func:`image_output` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
   generator. An image's probabilities then depend only on the model, the image, the seed and the
@@ -22,20 +22,25 @@ from typing import Any
 
 import torch
 
-from zoomin.config.runs import EVALUATION_DRAWS
+from zoomin.config.runs import Stream, stream_seed
 from zoomin.image_access import ImageAccess
 from zoomin.models.output import ModelOutput
 
 BATCH_SIZE = 8  # images per forward pass at inference (memory is measured separately, at batch 1)
 
 
+def stream_generator(run_seed: int, stream: Stream, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` seeded with ``stream`` of the run seeded ``run_seed``."""
+    return torch.Generator(device=device).manual_seed(stream_seed(run_seed, stream))
+
+
 @torch.no_grad()
 def image_output(
     model: torch.nn.Module, image: ImageAccess, device: torch.device, seed: int, sampling: str
 ) -> ModelOutput:
-    """The model's output for one image, its draws from a generator seeded ``seed + EVALUATION_DRAWS``."""
+    """The model's output for one image, its draws from the evaluation stream of the run seeded ``seed``."""
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed + EVALUATION_DRAWS)
+    generator = stream_generator(seed, Stream.EVALUATION, device)
     return model([image], generator=generator, sampling=sampling)
 
 
@@ -54,7 +59,7 @@ def image_probabilities(
 def predict_logits(model: torch.nn.Module, subset: Any, device: torch.device, seed: int, sampling: str) -> torch.Tensor:
     """Logits ``(len(subset), classes)`` on the CPU."""
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed + EVALUATION_DRAWS)
+    generator = stream_generator(seed, Stream.EVALUATION, device)
     logits = []
     for start in range(0, len(subset), BATCH_SIZE):
         images = [subset.image(i) for i in range(start, min(start + BATCH_SIZE, len(subset)))]

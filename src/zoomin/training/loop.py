@@ -33,16 +33,16 @@ from tqdm import tqdm
 
 from zoomin.atomic import atomic_path
 from zoomin.config.run import RunSpec, TrainingConfig
-from zoomin.config.runs import PRETRAINING_DRAWS, TRAINING_DRAWS
+from zoomin.config.runs import Stream, stream_seed
 from zoomin.data.splits import RunData, Subset, load_run_data
 from zoomin.errors import UserError
 from zoomin.image_access import CountingImage
 from zoomin.models.output import ModelOutput
 from zoomin.models.registry import model_type
 from zoomin.training import losses
-from zoomin.training.checkpoints import load_checkpoint, save_checkpoint, stale_reason
+from zoomin.training.checkpoints import read_checkpoint, restore_checkpoint, save_checkpoint, stale_reason
 from zoomin.training.device import choose_device
-from zoomin.training.inference import accuracy
+from zoomin.training.inference import accuracy, stream_generator
 from zoomin.training.pretrain import pretrain_tile_classifiers
 
 log = logging.getLogger(__name__)
@@ -86,20 +86,22 @@ def train(spec: RunSpec, views: Path, outputs: RunOutputs) -> dict[str, Any]:
     state = {"epoch": 0, "history": [], "best_accuracy": -1.0, "best_state": None}
     checkpoint = outputs.checkpoint_dir / "last.pt"
     identity = run_identity(spec, trainer.data)
-    outdated = stale_reason(checkpoint, identity, cfg.epochs) if checkpoint.exists() else None
+    saved = read_checkpoint(checkpoint) if checkpoint.exists() else None
+    outdated = stale_reason(saved, identity, cfg.epochs) if saved is not None else None
     if outdated is not None:  # Snakemake re-runs a job whose params changed: so do we, from scratch
         log.warning("checkpoint %s is from an earlier configuration (%s): starting over", checkpoint, outdated)
         checkpoint.unlink()
-    if checkpoint.exists():
-        state = load_checkpoint(
-            checkpoint, trainer.model, trainer.optimizer, trainer.scheduler,
+        saved = None
+    if saved is not None:
+        state = restore_checkpoint(
+            saved, checkpoint, trainer.model, trainer.optimizer, trainer.scheduler,
             trainer.shuffle_rng, trainer.sample_rng, expected=identity,
         )
         log.info("resumed from checkpoint %s after epoch %d", checkpoint, state["epoch"])
     if state["epoch"] == 0 and cfg.pretrain_epochs:
         pretrain_tile_classifiers(
             trainer.model, trainer.data.train, cfg.pretrain_epochs, cfg.lr, cfg.batch_size,
-            torch.Generator().manual_seed(spec.seed + PRETRAINING_DRAWS),
+            stream_generator(spec.seed, Stream.PRETRAINING),
         )
 
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
@@ -131,7 +133,7 @@ def setup(spec: RunSpec, views: Path) -> Trainer:
         "run %s: %d train / %d val / %d test images, classes %s, seed %d",
         spec.run, len(data.train), len(data.val), len(data.test), data.classes, spec.seed,
     )
-    torch.manual_seed(spec.seed)
+    torch.manual_seed(stream_seed(spec.seed, Stream.INIT))
     model = spec.model.build(len(data.classes)).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
@@ -151,8 +153,8 @@ def setup(spec: RunSpec, views: Path) -> Trainer:
         model=model,
         optimizer=optimizer,
         scheduler=scheduler,
-        shuffle_rng=torch.Generator().manual_seed(spec.seed),
-        sample_rng=torch.Generator(device=device).manual_seed(spec.seed + TRAINING_DRAWS),
+        shuffle_rng=stream_generator(spec.seed, Stream.ORDER),
+        sample_rng=stream_generator(spec.seed, Stream.TRAINING, device),
         loss_config=losses.LossConfig(
             entropy_weight=cfg.entropy_lambda,
             positive_classes=positives,
