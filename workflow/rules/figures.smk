@@ -25,6 +25,7 @@ rule memory_scaling:
         sides=lambda wc: list(EXP.figures.memory.sides),
         cnn_max_side=lambda wc: EXP.figures.memory.cnn_max_side,
         device=EXP.settings.device,
+        seed=EXP.seed,
         repeats=EXP.measure.repeats,
         warmup=EXP.measure.warmup,
     script:

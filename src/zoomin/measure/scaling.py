@@ -97,7 +97,7 @@ def memory_vs_side(
     seed: int,
     repeats: int,
     warmup: int,
-    slow_seconds: float,
+    slow_seconds: float = 5.0,
     headroom: float = 0.6,
     methods: tuple[str, ...] = METHODS,
     max_side: dict[str, int] | None = None,
@@ -114,6 +114,7 @@ def memory_vs_side(
         for method in methods:
             if side > max_side.get(method, side):
                 skipped.append(f"{method} at {side}: above its largest side {max_side[method]}")
+                log.info("skip %s", skipped[-1])
                 continue
             expected_mb = predicted(previous.get(method), side, "peak_memory_mb")
             # the lazy methods also need the uint8 image in host memory, already allocated

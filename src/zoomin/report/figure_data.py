@@ -50,11 +50,20 @@ def run_accuracies(
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
 
 
-def pareto_points(runs: pd.DataFrame, settings: Mapping[str, str] | None = None) -> pd.DataFrame:
-    """Per method (in the order first seen): accuracy mean/std over its runs, mean peak memory, and
-    ``on_front``: no method of the same model type needs at most as much memory and is more
-    accurate (so each model type's front is its best accuracy at each memory budget)."""
-    settings = settings or {}
+CONFIGURATION_PARAMS = ("s1", "s2", "tile", "scale", "n")  # what a configuration of the sweep is told apart by
+
+
+def configuration_label(params: Mapping[str, Any]) -> str:
+    """``s1=0.1 s2=0.2 tile=250 n=10``: the model parameters that set a configuration's memory."""
+    return " ".join(f"{key}={params[key]:g}" for key in CONFIGURATION_PARAMS if key in params)
+
+
+def pareto_points(runs: pd.DataFrame, params: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """Per method (in the order first seen): accuracy mean/std over its runs, mean peak memory, its
+    configuration (:func:`configuration_label` of its model ``params``) and ``on_front``: no method
+    of the same model type needs at most as much memory and is more accurate (so each model type's
+    front is its best accuracy at each memory budget)."""
+    settings = {method: configuration_label(values) for method, values in (params or {}).items()}
     rows = []
     for method, part in runs.groupby("method", sort=False):
         rows.append({

@@ -160,15 +160,16 @@ def pareto_figure(
     runs: Sequence[tuple[str, str, str]],
     metrics: Sequence[str | Path],
     methods: Mapping[str, Mapping[str, Any]],
-    settings: Mapping[str, str],
+    params: Mapping[str, Mapping[str, Any]],
     block: str,
     out_png: Path,
     out_csv: Path,
 ) -> pd.DataFrame:
-    """Accuracy against peak inference memory per configuration and each model type's front."""
+    """Accuracy against peak inference memory per configuration (the methods' model ``params``) and
+    each model type's front."""
     from zoomin.report.draw import plot_pareto
 
-    points = pareto_points(run_accuracies(runs, metrics, methods), settings)
+    points = pareto_points(run_accuracies(runs, metrics, methods), params)
     write_csv(points, out_csv)
     plot_pareto(points, out_png, f"{block}: accuracy against peak inference memory")
     return points
