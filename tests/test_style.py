@@ -30,3 +30,17 @@ def test_snakefmt_is_clean():
         [_tool("snakefmt"), "--check", "Snakefile", "workflow"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+MAX_MODULE_LINES = 500
+MAX_TOP_LEVEL_MODULES = 10
+
+
+def test_the_package_stays_walkable():
+    """Small modules with one job, grouped by stage: a newcomer finds things by the folder's name."""
+    package = REPO / "src" / "zoomin"
+    long = {str(path.relative_to(package)): n for path in package.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
+    top_level = sorted(path.name for path in package.glob("*.py") if path.name != "__init__.py")
+    assert len(top_level) <= MAX_TOP_LEVEL_MODULES, top_level
