@@ -1,7 +1,7 @@
 # The config, checked before any job runs; path patterns, wildcard constraints and input functions.
 #
 # Everything a rule needs to know about a dataset, a method or a run comes from the typed
-# Experiment that zoomin.config.load.prepare builds from the config (zoomin/config/experiment.py); facts about a
+# Experiment that zoomin.config.load.prepare builds from the config (src/zoomin/config/); facts about a
 # model type come from the model registry, facts about a data source from the source registry.
 import os
 import sys
@@ -82,7 +82,9 @@ def table_with_figures(name):
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
     out += [CURVES.format(dataset=d, method=m) for d, m in dict.fromkeys(pairs)]
     out += [
-        f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.figures.attention_method and d in datasets
+        f"results/figures/attention_{d}.png"
+        for d, m in EXP.trained()
+        if m == EXP.figures.attention_method and d in datasets
     ]
     out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
     return out
@@ -182,4 +184,3 @@ def dataset_runs(dataset, methods):
 
 def attention_runs(dataset):
     return dataset_runs(dataset, [EXP.figures.attention_method])
-
