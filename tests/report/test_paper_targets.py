@@ -141,7 +141,7 @@ def test_table3_joins_the_paper_numbers_and_shows_the_settings(tmp_path):
     assert markdown.startswith("# Table 3 title")
     header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
     cells = [cell.strip() for cell in header.strip("|").split("|")]
-    assert cells[:3] == ["Method", "N", "Accuracy (%)"] and "N, paper" in cells and "Time, paper (ms)" in cells
+    assert cells[:3] == ["Method", "N", "Accuracy (%) [95 % CI]"] and "N, paper" in cells and "Time, paper (ms)" in cells
     assert "contradicts Table 1" in markdown  # App. H's colon accuracies are flagged
     assert pd.read_csv(tmp_path / "t3.csv").shape[0] == 5
 

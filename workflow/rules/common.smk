@@ -66,6 +66,17 @@ def metrics_of(runs):
     return [f"{RUN}/metrics.json".format(dataset=d, method=m, run=r) for d, m, r in runs]
 
 
+def histories_of(runs):
+    """The history files of (dataset, method, run) triples (their training budget)."""
+    return [f"{RUN}/history.csv".format(dataset=d, method=m, run=r) for d, m, r in runs]
+
+
+def reference_label():
+    """Label of the method every table row is compared with: the figures' attention method (Zoom-In)."""
+    method = EXP.attention_method
+    return EXP.methods[method].label if method is not None else None
+
+
 def table_outputs():
     return [f"results/{table}.{ext}" for table in EXP.tables() for ext in ("csv", "md")]
 

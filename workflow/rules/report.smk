@@ -11,8 +11,14 @@ localrules:
 rule table:
     input:
         metrics=lambda wc: metrics_of(EXP.table_runs(wc.table)),
+        histories=lambda wc: histories_of(EXP.table_runs(wc.table)),
         paper=paper_numbers,
-        code=code_of("zoomin.report.tables"),
+        code=code_of(
+            "zoomin.report.tables",
+            "zoomin.report.evidence",
+            "zoomin.report.stats",
+            "zoomin.report.markdown",
+        ),
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
         md="results/{table}.md",
@@ -26,6 +32,8 @@ rule table:
         runs=lambda wc: EXP.table_runs(wc.table),
         rows=lambda wc: EXP.table_rows(wc.table),
         title=lambda wc: EXP.table(wc.table).title,
+        reference=EXP.attention_method,
+        reference_label=reference_label(),
     script:
         "../scripts/make_table.py"
 
