@@ -10,6 +10,7 @@ import pytest
 from zoomin.report.stats import (
     auc,
     auc_interval,
+    clustered_spearman_interval,
     hull,
     learned,
     majority_rate,
@@ -111,3 +112,22 @@ def test_hull_and_majority():
     assert all(math.isnan(v) for v in hull((math.nan, math.nan)))
     assert majority_rate([0, 1, 1, 2, 1]) == pytest.approx(0.6)
     assert math.isnan(majority_rate([]))
+
+
+def test_clustered_spearman_interval_is_wider_than_the_tiles_suggest():
+    # 20 images of 25 tiles; within an image attention follows coverage weakly, and each image adds
+    # its own offset to both: the tiles are far from independent. The interval over tiles taken as
+    # independent (Fisher z, about -+ 1.96 / sqrt(497)) would be too narrow; the clustered one is wider.
+    rng = np.random.default_rng(5)
+    offsets = np.repeat(rng.normal(0, 1, 20), 25)
+    coverage = offsets + rng.normal(0, 1, 500)
+    attention = offsets + rng.normal(0, 1, 500)
+    clusters = np.repeat(np.arange(20), 25)
+    from scipy import stats
+
+    rho = stats.spearmanr(attention, coverage).statistic
+    low, high = clustered_spearman_interval(attention, coverage, clusters, n_resamples=999)
+    independent = math.tanh(math.atanh(rho) + 1.96 / math.sqrt(497)) - math.tanh(math.atanh(rho) - 1.96 / math.sqrt(497))
+    assert low < rho < high
+    assert high - low > 2 * independent
+    assert all(math.isnan(v) for v in clustered_spearman_interval([1.0, 2.0], [1.0, 2.0], ["a", "a"]))

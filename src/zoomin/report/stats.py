@@ -7,6 +7,7 @@ runs or tables; :mod:`zoomin.report.evidence` decides what goes in.
 * :func:`mean_interval` -- the t-interval of a mean (of run accuracies, AUCs, differences);
 * :func:`bootstrap_interval` -- a BCa bootstrap interval of any statistic of one or more samples;
 * :func:`auc_interval` -- the ROC AUC's interval by a class-stratified bootstrap of the test images;
+* :func:`clustered_spearman_interval` -- Spearman's rho's interval, resampling whole images;
 * :func:`sign_test` -- the exact sign test of paired differences (McNemar's exact test when each
   difference is one image's right-minus-wrong);
 * :func:`hull` -- the smallest interval that contains several intervals;
@@ -60,11 +61,16 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float,
 
 
 def bootstrap_interval(
-    samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], level: float = LEVEL
+    samples: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    level: float = LEVEL,
+    vectorized: bool = True,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> tuple[float, float]:
-    """BCa bootstrap interval (``scipy.stats.bootstrap``) of ``statistic(*samples, axis=-1)``, each
-    sample resampled on its own. Where BCa is undefined (every resample gives the same value) the
-    percentile interval, which is then that value; NaN when a sample is empty."""
+    """BCa bootstrap interval (``scipy.stats.bootstrap``) of ``statistic(*samples, axis=-1)`` (or
+    ``statistic(*samples)`` when not ``vectorized``), each sample resampled on its own. Where BCa is
+    undefined (every resample gives the same value) the percentile interval, which is then that
+    value; NaN when a sample is empty or the statistic is undefined."""
     if any(len(sample) == 0 for sample in samples):
         return NO_INTERVAL
     low = high = math.nan
@@ -72,7 +78,7 @@ def bootstrap_interval(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BCa's "degenerate distribution" warning: handled below
             result = stats.bootstrap(
-                tuple(samples), statistic, vectorized=True, n_resamples=BOOTSTRAP_RESAMPLES,
+                tuple(samples), statistic, vectorized=vectorized, n_resamples=n_resamples,
                 confidence_level=level, method=method, rng=np.random.default_rng(BOOTSTRAP_SEED),
             )
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -140,6 +146,27 @@ def mean_difference_interval(differences: Sequence[float], level: float = LEVEL)
     """BCa bootstrap interval of the mean of paired differences (one per test image)."""
     differences = np.asarray(differences, dtype=float)
     return bootstrap_interval([differences], lambda d, axis=-1: d.mean(axis=axis), level)
+
+
+def clustered_spearman_interval(
+    x: Sequence[float], y: Sequence[float], clusters: Sequence[object], level: float = LEVEL, n_resamples: int = 1999
+) -> tuple[float, float]:
+    """BCa bootstrap interval of Spearman's rho of ``x`` and ``y`` resampling whole ``clusters``
+    (e.g. the tiles of one image: they share one attention map, which sums to one, so they are not
+    independent and the p-value of ``scipy.stats.spearmanr`` over tiles is too small)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    _, cluster_of = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
+    members = [np.flatnonzero(cluster_of == c) for c in range(cluster_of.max() + 1 if len(x) else 0)]
+
+    def rho(drawn: np.ndarray) -> float:
+        chosen = np.concatenate([members[int(c)] for c in drawn])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # constant input: rho undefined (NaN)
+            return float(stats.spearmanr(x[chosen], y[chosen]).statistic)
+
+    if len(members) < 2:
+        return NO_INTERVAL
+    return bootstrap_interval([np.arange(len(members))], rho, level, vectorized=False, n_resamples=n_resamples)
 
 
 def hull(*intervals: tuple[float, float]) -> tuple[float, float]:
