@@ -32,6 +32,9 @@ rule all:
         curve_figures(),
         prediction_outputs(),
         paper_figures(),
+        budget_figures(),
+        "results/claims.md",
+        "results/claims.csv",
 
 
 # Each table of the datasets' `table:` key with its figures, e.g. `snakemake --cores 2 table1`; the

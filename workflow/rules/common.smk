@@ -83,7 +83,8 @@ def table_outputs():
 
 def table_with_figures(name):
     """A table and the figures of its runs: the table files, its methods' curves, the attention figure
-    of each of its datasets the attention method trains on, and its datasets' error-bar figures."""
+    of each of its datasets the attention method trains on, its datasets' error-bar figures and
+    their budget figures (validation accuracy against training compute)."""
     pairs = [tuple(pair) for pair in EXP.table(name).rows]
     datasets = list(dict.fromkeys(dataset for dataset, _ in pairs))
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
@@ -92,7 +93,22 @@ def table_with_figures(name):
         f"results/figures/attention_{d}.png" for d, m in EXP.trained() if m == EXP.attention_method and d in datasets
     ]
     out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
+    out += budget_figures(datasets)
     return out
+
+
+def claim_tables():
+    """The tables the claims read (zoomin.report.claims.TABLES_READ) that this config makes."""
+    from zoomin.report.claims import TABLES_READ
+
+    wanted = dict.fromkeys(name for names in TABLES_READ.values() for name in names)
+    return [name for name in wanted if name in EXP.tables()]
+
+
+def budget_figures(datasets=None):
+    """Validation accuracy against training compute, one figure per dataset with a table block."""
+    blocks = [d for d, ds in EXP.datasets.items() if ds.table is not None]
+    return [f"results/figures/budget_{d}.png" for d in blocks if datasets is None or d in datasets]
 
 
 def paper_numbers(wildcards):
