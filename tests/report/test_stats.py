@@ -14,8 +14,8 @@ from zoomin.report.stats import (
     hull,
     learned,
     majority_rate,
-    mean_difference_interval,
     mean_interval,
+    paired_difference_interval,
     proportion_interval,
     sign_test,
 )
@@ -85,6 +85,11 @@ def test_auc_interval_matches_the_hanley_mcneil_standard_error():
     assert (high - low) == pytest.approx(2 * 1.96 * se, rel=0.15)
 
 
+def test_auc_interval_of_one_image_per_class_is_unknown():
+    # one positive and one negative: nothing to resample (two test slides of the tiny config)
+    assert all(math.isnan(v) for v in auc_interval([(np.array([0, 1]), np.array([[0.2, 0.7]]))]))
+
+
 def test_auc_interval_of_replicates_resamples_their_images_together():
     # Two runs with identical scores on one test set: the same interval as one run (the images
     # are drawn once for both); two independent test sets of the same scores would narrow it.
@@ -98,13 +103,15 @@ def test_auc_interval_of_replicates_resamples_their_images_together():
     assert independent[1] - independent[0] < 0.85 * (one[1] - one[0])
 
 
-def test_mean_difference_interval_matches_the_normal_approximation():
-    # 25 +1, 25 -1 and 50 ties: mean 0, sd sqrt(0.5) (ddof 0), SE 0.0707; about -+ 0.139
-    differences = np.array([1.0] * 25 + [-1.0] * 25 + [0.0] * 50)
-    low, high = mean_difference_interval(differences)
-    assert low == pytest.approx(-1.96 * math.sqrt(0.5 / 100), rel=0.1)
-    assert high == pytest.approx(1.96 * math.sqrt(0.5 / 100), rel=0.1)
-    assert mean_difference_interval(np.zeros(10)) == (0.0, 0.0)  # no discordant image: a point
+def test_paired_difference_interval_is_bonett_prices_adjusted_wald():
+    # 40 images, 8 right only for the first, 2 only for the second: d = (9 - 3) / 42,
+    # se = sqrt((12 / 42 - d^2) / 42) = 0.07948, d -+ 1.96 se = [-0.0129, 0.2986]
+    low, high = paired_difference_interval(8, 2, 40)
+    assert low == pytest.approx(-0.0129, abs=2e-4) and high == pytest.approx(0.2986, abs=2e-4)
+    # no discordant image among 16: not a point, but -+ 1.96 * sqrt((2 / 18) / 18) = -+ 0.154
+    low, high = paired_difference_interval(0, 0, 16)
+    assert low == pytest.approx(-0.154, abs=1e-3) and high == pytest.approx(0.154, abs=1e-3)
+    assert paired_difference_interval(30, 0, 30)[1] == 1.0  # clipped to a difference of 100 %
 
 
 def test_hull_and_majority():

@@ -51,8 +51,10 @@ def test_auc_mean_and_std_where_runs_have_it_empty_elsewhere(tmp_path):
     assert pd.isna(signs.auc_mean) and pd.isna(signs.auc_std)
     csv = pd.read_csv(tmp_path / "t.csv")
     assert csv.auc_mean[0] == pytest.approx(0.8) and pd.isna(csv.auc_mean[1])
-    # two runs, no per-image results: the interval is the t-interval alone, 0.8 -+ 12.706 * 0.1
-    assert slides.auc_low == pytest.approx(0.8 - 12.706 * 0.1, abs=1e-3)
+    # two runs, no per-image results: the interval is the t-interval alone, 0.8 -+ 12.706 * 0.1, clipped to [0, 1]
+    assert (slides.auc_low, slides.auc_high) == (0.0, 1.0)
+    # accuracy: 75 -+ 12.706 * 5 = [11.47, 138.5], clipped at 100
+    assert slides.accuracy_low == pytest.approx(75 - 12.706 * 5, abs=0.01) and slides.accuracy_high == 100.0
     markdown = (tmp_path / "t.md").read_text()
     slides_part, signs_part = markdown.split("## Traffic Signs Recognition")
     assert " AUC [95 % CI] |" in slides_part and "AUC [" not in signs_part  # no AUC column without AUCs
@@ -130,7 +132,9 @@ def test_paired_comparison_is_mcnemars_exact_test_per_image(tmp_path):
     assert cnn.diff_accuracy == pytest.approx(100 * (8 - 2) / 40)  # 95 % against 80 %
     assert (cnn.images_better, cnn.images_worse) == (8, 2)
     assert cnn.diff_p == pytest.approx(2 * (1 + 10 + 45) / 1024)  # exact binomial, 2 of 10 discordant
-    assert cnn.diff_low < cnn.diff_accuracy < cnn.diff_high and cnn.paired_runs == 1
+    # Bonett-Price for 8 vs 2 discordant of 40 (by hand: [-1.29, 29.86] points)
+    assert cnn.diff_low == pytest.approx(-1.29, abs=0.02) and cnn.diff_high == pytest.approx(29.86, abs=0.02)
+    assert cnn.paired_runs == 1
     assert pd.isna(zoomin.diff_accuracy) and zoomin.reference == "zoomin_lenet"
     markdown = (tmp_path / "t.md").read_text()
     assert "vs Zoom-In Network (points)" in markdown and " +15.0 (p=0.11) |" in markdown

@@ -22,12 +22,16 @@ error, and is usually the wider).
   constant predictor gets (the best constant, chosen knowing the test labels). **Learned**: the
   accuracy interval lies wholly above it.
 * **ROC AUC** (two-class datasets): (a) is a class-stratified bootstrap of the test images
-  (:func:`~zoomin.report.stats.auc_interval`; the same draw for every run of a test set).
+  (:func:`~zoomin.report.stats.auc_interval`; the same draw for every run of a test set). A known
+  limit: where every positive outscores every negative (AUC 1) every resample does too, and the
+  interval is the point 1; it says nothing of how far other test images could take it, so read
+  such a row with its ``n_images``.
 * **Paired comparison with the block's reference method** (Zoom-In): runs are paired by run id
   (run k of every method has the same split), and on each paired run the two methods' results on
   the same test images. The difference (points) is the mean over paired runs of the row's accuracy
-  minus the reference's; (a) is a BCa bootstrap of the per-image differences (each image's
-  right-minus-wrong, averaged over the paired runs). The p-value is the exact sign test
+  minus the reference's; (a) is Bonett and Price's adjusted Wald interval for paired proportions
+  (:func:`~zoomin.report.stats.paired_difference_interval`) from the images where the two differ
+  (each image's right-minus-wrong averaged over the paired runs). The p-value is the exact sign test
   (``scipy.stats.binomtest``) on the images where the two differ: McNemar's exact test for one
   run, and for several the same test with every image counted once -- pooling each run's
   discordant pairs would count a replicated image k times, and Fisher's combination of per-run
@@ -52,8 +56,8 @@ from zoomin.report.stats import (
     hull,
     learned,
     majority_rate,
-    mean_difference_interval,
     mean_interval,
+    paired_difference_interval,
     proportion_interval,
     sign_test,
 )
@@ -85,7 +89,7 @@ def accuracy_evidence(run_accuracy: pd.Series, images: pd.DataFrame) -> dict[str
     if len(distinct):
         low, high = proportion_interval(int(round(distinct.correct.sum())), len(distinct))
         over_images = (100 * low, 100 * high)
-    low, high = hull(over_images, mean_interval(run_accuracy.to_numpy()))
+    low, high = hull(over_images, mean_interval(run_accuracy.to_numpy(), bounds=(0.0, 100.0)))
     majority = 100 * majority_rate(distinct.label.to_numpy())
     known = math.isfinite(low) and math.isfinite(majority)
     return {
@@ -110,7 +114,8 @@ def auc_evidence(run_auc: pd.Series, images: pd.DataFrame) -> dict[str, float]:
         labels = parts[0].label.to_numpy()
         if len(set(labels)) == 2:
             groups.append((labels, np.stack([part.score.to_numpy(dtype=float) for part in parts])))
-    low, high = hull(auc_interval(groups) if groups else NO_INTERVAL, mean_interval(run_auc.to_numpy()))
+    over_images = auc_interval(groups) if groups else NO_INTERVAL
+    low, high = hull(over_images, mean_interval(run_auc.to_numpy(), bounds=(0.0, 1.0)))
     return {"auc_low": low, "auc_high": high}
 
 
@@ -145,8 +150,10 @@ def paired_comparison(
                 )
         pairs = row_images.merge(reference_images, on=["run", "image_id"], suffixes=("", "_reference"))
         differences = 100 * (pairs.correct - pairs.correct_reference)
-        per_image_difference = differences.groupby(pairs.image_id).mean().to_numpy()
-        over_images = mean_difference_interval(per_image_difference)
-        out["images_better"], out["images_worse"], out["diff_p"] = sign_test(per_image_difference)
-    out["diff_low"], out["diff_high"] = hull(over_images, mean_interval(run_differences))
+        per_image = differences.groupby(pairs.image_id).mean().to_numpy() / 100  # in [-1, 1]
+        better, worse = per_image.clip(min=0).sum(), -per_image.clip(max=0).sum()
+        low, high = paired_difference_interval(better, worse, len(per_image))
+        over_images = (100 * low, 100 * high)
+        out["images_better"], out["images_worse"], out["diff_p"] = sign_test(per_image)
+    out["diff_low"], out["diff_high"] = hull(over_images, mean_interval(run_differences, bounds=(-100.0, 100.0)))
     return out

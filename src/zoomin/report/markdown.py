@@ -50,8 +50,8 @@ def footnote(reference: str | None) -> list[str]:
             f"vs {reference}: the row's accuracy minus {reference}'s (points), on the same test images of the "
             "same runs (paired by run id; mean over the paired runs); p from the exact sign test on the test "
             "images where the two differ (McNemar's exact test for one run, each image counted once over "
-            "seed replicates). Its interval (same rule as accuracy, a paired bootstrap over images) is in the "
-            "CSV (diff_low, diff_high)."
+            "seed replicates). Its interval (same rule as accuracy, with Bonett and Price's interval for paired "
+            "proportions over the images) is in the CSV (diff_low, diff_high)."
         )
     lines += [
         f"Runs: folds or seeds averaged; a row with fewer than {FEW_RUNS} says so. Epochs (steps): the "

@@ -10,6 +10,8 @@ runs or tables; :mod:`zoomin.report.evidence` decides what goes in.
 * :func:`clustered_spearman_interval` -- Spearman's rho's interval, resampling whole images;
 * :func:`sign_test` -- the exact sign test of paired differences (McNemar's exact test when each
   difference is one image's right-minus-wrong);
+* :func:`paired_difference_interval` -- the interval of a difference of two accuracies on the
+  same images (Bonett and Price's adjusted Wald interval: scipy has none);
 * :func:`hull` -- the smallest interval that contains several intervals;
 * :func:`majority_rate`, :func:`learned` -- the rate of a constant predictor, and whether an
   interval lies above it.
@@ -46,9 +48,12 @@ def learned(low: float, chance: float) -> bool:
     return low > chance
 
 
-def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
-    """Student's t-interval of the mean of ``values`` (``n - 1`` degrees of freedom); NaN for fewer
-    than two values (one value has no spread to go by), the mean itself when they all agree."""
+def mean_interval(
+    values: Sequence[float], level: float = LEVEL, bounds: tuple[float, float] = (-math.inf, math.inf)
+) -> tuple[float, float]:
+    """Student's t-interval of the mean of ``values`` (``n - 1`` degrees of freedom), clipped to
+    ``bounds`` (an accuracy cannot pass 100 %, nor an AUC 1); NaN for fewer than two values (one
+    value has no spread to go by), the mean itself when they all agree."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if len(values) < 2:
@@ -57,7 +62,7 @@ def mean_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float,
     if sem == 0:
         return mean, mean
     low, high = stats.t.interval(level, len(values) - 1, loc=mean, scale=sem)
-    return float(low), float(high)
+    return max(float(low), bounds[0]), min(float(high), bounds[1])
 
 
 def bootstrap_interval(
@@ -70,8 +75,9 @@ def bootstrap_interval(
     """BCa bootstrap interval (``scipy.stats.bootstrap``) of ``statistic(*samples, axis=-1)`` (or
     ``statistic(*samples)`` when not ``vectorized``), each sample resampled on its own. Where BCa is
     undefined (every resample gives the same value) the percentile interval, which is then that
-    value; NaN when a sample is empty or the statistic is undefined."""
-    if any(len(sample) == 0 for sample in samples):
+    value; NaN when a sample has fewer than two values (nothing to resample) or the statistic is
+    undefined."""
+    if any(len(sample) < 2 for sample in samples):
         return NO_INTERVAL
     low = high = math.nan
     for method in ("BCa", "percentile"):
@@ -142,10 +148,25 @@ def sign_test(differences: Sequence[float]) -> tuple[int, int, float]:
     return better, worse, float(stats.binomtest(better, better + worse, 0.5).pvalue)
 
 
-def mean_difference_interval(differences: Sequence[float], level: float = LEVEL) -> tuple[float, float]:
-    """BCa bootstrap interval of the mean of paired differences (one per test image)."""
-    differences = np.asarray(differences, dtype=float)
-    return bootstrap_interval([differences], lambda d, axis=-1: d.mean(axis=axis), level)
+def paired_difference_interval(better: float, worse: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """Interval of the difference of two accuracies measured on the same ``n`` images, ``better``
+    of them right only for the first classifier and ``worse`` right only for the second (fractions).
+
+    Bonett and Price's adjusted Wald interval for paired proportions (Psychometrika 2012): one
+    pseudo-observation added to each discordant cell, ``d = (b + 1 - c - 1) / (n + 2)``,
+    ``se = sqrt(((b + 1 + c + 1) / (n + 2) - d^2) / (n + 2))``, ``d -+ z se`` with ``z`` from
+    ``scipy.stats.norm``, clipped to [-1, 1]. scipy has no interval for paired proportions; a
+    bootstrap of the per-image differences collapses to a point when no image is discordant (16
+    slides both right: "0 [0, 0]"), while this one stays honest there (-+ 0.15 for 16 images) and
+    keeps its coverage near the nominal level with few discordant pairs. ``better`` and ``worse``
+    may be fractional (discordance averaged over seed replicates of one test set)."""
+    if n == 0:
+        return NO_INTERVAL
+    first, second = (better + 1) / (n + 2), (worse + 1) / (n + 2)
+    difference = first - second
+    se = math.sqrt(max(first + second - difference**2, 0.0) / (n + 2))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    return max(difference - z * se, -1.0), min(difference + z * se, 1.0)
 
 
 def clustered_spearman_interval(
