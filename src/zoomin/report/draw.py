@@ -337,7 +337,7 @@ def plot_budget(curves: pd.DataFrame, labels: list[str], out_png: str | Path, ti
     for ax, name in zip(axes, ("validation", "training")):
         shown = curves[curves.set == name]
         for (label, _), run in shown.groupby(["label", "run"], sort=False):
-            ax.plot(run.train_gmacs, run.accuracy, "-", color=palette[label], alpha=0.8, lw=1.2)
+            ax.plot(run.train_gmacs, run.accuracy, "-", marker=".", ms=4, color=palette[label], alpha=0.8, lw=1.2)
             ax.plot(run.train_gmacs.iloc[-1], run.accuracy.iloc[-1], "o", color=palette[label])
         for label, colour in palette.items():
             if label in set(shown.label):
