@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from zoomin.report.claims import (
     CONTRADICTED,
@@ -121,8 +122,6 @@ def spearman_inputs(correlated: bool):
     attention = coverage + rng.normal(0, 0.2, len(images)) if correlated else rng.uniform(0, 1, len(images))
     tiles = pd.DataFrame({"dataset": "needle", "method": "zoomin_lenet", "run": "s0", "image_id": images,
                           "attention": attention, "coverage": coverage})
-    from scipy import stats
-
     result = stats.spearmanr(attention, coverage)
     summary = pd.DataFrame([{"dataset": "needle", "method": "zoomin_lenet", "cells": "all", "tiles": len(tiles),
                              "images": 20, "runs": 1, "spearman_rho": result.statistic, "p_value": result.pvalue}])

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from zoomin.report.stats import (
     auc,
@@ -130,8 +131,6 @@ def test_clustered_spearman_interval_is_wider_than_the_tiles_suggest():
     coverage = offsets + rng.normal(0, 1, 500)
     attention = offsets + rng.normal(0, 1, 500)
     clusters = np.repeat(np.arange(20), 25)
-    from scipy import stats
-
     rho = stats.spearmanr(attention, coverage).statistic
     low, high = clustered_spearman_interval(attention, coverage, clusters, n_resamples=999)
     independent = math.tanh(math.atanh(rho) + 1.96 / math.sqrt(497)) - math.tanh(math.atanh(rho) - 1.96 / math.sqrt(497))

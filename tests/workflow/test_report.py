@@ -100,6 +100,7 @@ def test_report_embeds_the_paper_figures_with_captions(report):
     expected |= {f"results/figures/errorbars_{d}.png" for d in config["figures"]["errorbars"]}
     expected |= {f"results/figures/views_{d}.png" for d in config["figures"]["views"]}
     expected |= {f"results/figures/spearman_{d}.{e}" for d in config["figures"]["spearman"] for e in ("png", "csv")}
+    expected |= {f"results/figures/budget_{d}.png" for d, ds in config["datasets"].items() if ds.get("table", "table1")}
     assert figures == expected, categories
     for path in sorted(figures):
         entry = results[path]
@@ -107,6 +108,14 @@ def test_report_embeds_the_paper_figures_with_captions(report):
         assert _embedded(entry) == (workdir / path).read_bytes(), path
     assert "Spearman" in results[f"results/figures/spearman_{config['figures']['spearman'][0]}.png"]["caption"]
     assert "results/table3.csv" in _in_category(categories, "Tables")
+
+
+def test_report_embeds_the_claims(report):
+    workdir, results, categories, _ = report
+    assert set(_in_category(categories, "Claims")) == {"results/claims.md", "results/claims.csv"}, categories
+    entry = results["results/claims.csv"]
+    assert "reproduced, contradicted" in " ".join(entry["caption"].split())  # workflow/report/claims.rst
+    assert _embedded(entry) == (workdir / "results" / "claims.csv").read_bytes()
 
 
 def test_workflow_extra_installs_what_the_report_needs():
