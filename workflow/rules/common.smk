@@ -73,7 +73,7 @@ def histories_of(runs):
 
 def reference_label():
     """Label of the method every table row is compared with: the figures' attention method (Zoom-In)."""
-    method = EXP.attention_method
+    method = EXP.figures.attention_method
     return EXP.methods[method].label if method is not None else None
 
 

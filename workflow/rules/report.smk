@@ -33,7 +33,7 @@ rule table:
         runs=lambda wc: EXP.table_runs(wc.table),
         rows=lambda wc: EXP.table_rows(wc.table),
         title=lambda wc: EXP.table(wc.table).title,
-        reference=EXP.attention_method,
+        reference=EXP.figures.attention_method,
         reference_label=reference_label(),
     script:
         "../scripts/make_table.py"
@@ -58,7 +58,7 @@ rule claims:
         tables=claim_tables(),
         spearman=list(EXP.figures.spearman),
         models={name: method.model for name, method in EXP.methods.items()},
-        reference=EXP.attention_method,
+        reference=EXP.figures.attention_method,
         blocks={name: dataset.block for name, dataset in EXP.datasets.items()},
     script:
         "../scripts/make_claims.py"
