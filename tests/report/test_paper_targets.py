@@ -23,7 +23,7 @@ from zoomin.image_access import CountingImage, InMemoryImage
 from zoomin.models import build_model
 from zoomin.models.output import AttentionMap
 from zoomin.report.agreement import cell_coverage, spearman_summary
-from zoomin.report.figure_data import pareto_points
+from zoomin.report.figure_data import budget_curves, pareto_points, training_history
 from zoomin.report.tables import RunMetrics, TableRow, make_table
 from zoomin.training.loop import tiles_opened
 
@@ -141,7 +141,7 @@ def test_table3_joins_the_paper_numbers_and_shows_the_settings(tmp_path):
     assert markdown.startswith("# Table 3 title")
     header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
     cells = [cell.strip() for cell in header.strip("|").split("|")]
-    assert cells[:3] == ["Method", "N", "Accuracy (%)"] and "N, paper" in cells and "Time, paper (ms)" in cells
+    assert cells[:3] == ["Method", "N", "Accuracy (%) [95 % CI]"] and "N, paper" in cells and "Time, paper (ms)" in cells
     assert "contradicts Table 1" in markdown  # App. H's colon accuracies are flagged
     assert pd.read_csv(tmp_path / "t3.csv").shape[0] == 5
 
@@ -170,7 +170,7 @@ def test_the_pareto_front_keeps_the_best_of_each_model_within_each_budget():
         "run": "r0f0",
         "accuracy": [70.0, 60.0, 90.0, 80.0, 75.0],
         "memory_mb": [1.0, 2.0, 5.0, 1.5, 3.0],
-        "gflops": 0.1,
+        "gmacs": 0.05,
         "time_ms": 1.0,
     })
     points = pareto_points(runs).set_index("method")
@@ -288,3 +288,28 @@ def test_the_other_figures_are_drawn(needle_run, tmp_path):
     for name in ("e", "p", "m", "v"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000, name
     assert not math.isnan(scaling.peak_memory_mb.sum())
+
+
+# ------------------------------------------------------------------------------------ budget figure
+def test_budget_curves_pair_accuracy_with_cumulative_compute(tmp_path):
+    from zoomin.report.figures import budget_figure
+
+    methods = {"zoomin_lenet": {"label": "Zoom-In", "model": "zoomin"}, "cnn": {"label": "CNN", "model": "cnn"}}
+    zoomin = pd.DataFrame({"epoch": [1, 2, 3], "train_accuracy": [0.5, 0.75, 1.0], "val_accuracy": [0.5, 0.6, 0.9],
+                           "steps": [15, 30, 45], "train_gmacs": [2.0, 4.0, 6.0]})
+    cnn = pd.DataFrame({"epoch": [1], "train_accuracy": [0.5], "val_accuracy": [float("nan")], "steps": [15],
+                        "train_gmacs": [40.0]})  # one epoch: no validation
+    old = pd.DataFrame({"epoch": [1, 2], "train_accuracy": [0.5, 0.5], "val_accuracy": [0.5, 0.5]})  # no compute
+    paths = []
+    for name, frame in (("z", zoomin), ("c", cnn), ("o", old)):
+        frame.to_csv(tmp_path / f"{name}.csv", index=False)
+        paths.append(tmp_path / f"{name}.csv")
+    runs = [("colon", "zoomin_lenet", "r0f0"), ("colon", "cnn", "r0f0"), ("colon", "cnn", "r0f1")]
+    curves = budget_curves(training_history(runs, paths, methods))
+    validation = curves[curves.set == "validation"]
+    assert list(validation.train_gmacs) == [2.0, 4.0, 6.0] and list(validation.accuracy) == [50.0, 60.0, 90.0]
+    training = curves[curves.set == "training"]
+    assert list(zip(training.label, training.train_gmacs, training.accuracy)) == [
+        ("Zoom-In", 2.0, 50.0), ("Zoom-In", 4.0, 75.0), ("Zoom-In", 6.0, 100.0), ("CNN", 40.0, 50.0)]
+    budget_figure(runs, paths, methods, "Colon Cancer", tmp_path / "budget.png")
+    assert (tmp_path / "budget.png").stat().st_size > 10_000

@@ -102,6 +102,7 @@ def test_report_embeds_the_paper_figures_with_captions(report):
     expected |= {f"results/figures/errorbars_{d}.png" for d in config["figures"]["errorbars"]}
     expected |= {f"results/figures/views_{d}.png" for d in config["figures"]["views"]}
     expected |= {f"results/figures/spearman_{d}.{e}" for d in config["figures"]["spearman"] for e in ("png", "csv")}
+    expected |= {f"results/figures/budget_{d}.png" for d, ds in config["datasets"].items() if ds.get("table", "table1")}
     assert figures == expected, categories
     for path in sorted(figures):
         entry = results[path]
@@ -122,10 +123,11 @@ def test_the_readme_report_command_works_after_the_quick_start_alone(tiny_local_
     shutil.copytree(tiny_local_run, workdir, symlinks=True, ignore=shutil.ignore_patterns(REPORT.split("/")[-1]))
     config = yaml.safe_load(TINY_CONFIG.read_text())
     table1_datasets = [d for d, ds in config["datasets"].items() if ds.get("table", "table1") == "table1"]
-    for path in [*workdir.glob("results/table[!1]*"), *workdir.glob("results/predictions")]:
+    for path in [*workdir.glob("results/table[!1]*"), *workdir.glob("results/claims*"), *workdir.glob("results/predictions")]:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     for path in workdir.glob("results/figures/*"):
-        if path.name not in {f"attention_{d}.png" for d in table1_datasets} | {"errorbars_colon.png"}:
+        kept = {f"{figure}_{d}.png" for figure in ("attention", "budget") for d in table1_datasets}
+        if path.name not in kept | {"errorbars_colon.png"}:
             path.unlink()
     for path in workdir.glob("results/*/*/curves.png"):
         if path.parts[-3] not in table1_datasets:
@@ -136,6 +138,14 @@ def test_the_readme_report_command_works_after_the_quick_start_alone(tiny_local_
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     results = json.loads(_RESULTS.search((workdir / REPORT).read_text()).group(1))
     assert "results/table1.csv" in results and "results/table2.csv" not in results
+
+
+def test_report_embeds_the_claims(report):
+    workdir, results, categories, _ = report
+    assert set(_in_category(categories, "Claims")) == {"results/claims.md", "results/claims.csv"}, categories
+    entry = results["results/claims.csv"]
+    assert "reproduced, contradicted" in " ".join(entry["caption"].split())  # workflow/report/claims.rst
+    assert _embedded(entry) == (workdir / "results" / "claims.csv").read_bytes()
 
 
 def test_workflow_extra_installs_what_the_report_needs():

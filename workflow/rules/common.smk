@@ -66,8 +66,20 @@ def metrics_of(runs):
 
 
 def final_outputs():
-    """Every table, figure and prediction the config asks for (the inputs of `all`)."""
-    return table_outputs() + attention_figures() + curve_figures() + prediction_outputs() + paper_figures()
+    """Every table, figure and prediction the config asks for, and the claims (the inputs of `all`)."""
+    outputs = table_outputs() + attention_figures() + curve_figures() + prediction_outputs() + paper_figures()
+    return outputs + budget_figures() + ["results/claims.md", "results/claims.csv"]
+
+
+def histories_of(runs):
+    """The history files of (dataset, method, run) triples (their training budget)."""
+    return [f"{RUN}/history.csv".format(dataset=d, method=m, run=r) for d, m, r in runs]
+
+
+def reference_label():
+    """Label of the method every table row is compared with: the figures' attention method (Zoom-In)."""
+    method = EXP.figures.attention_method
+    return EXP.methods[method].label if method is not None else None
 
 
 def table_outputs():
@@ -76,7 +88,8 @@ def table_outputs():
 
 def table_with_figures(name):
     """A table and the figures of its runs: the table files, its methods' curves, the attention figure
-    of each of its datasets the attention method trains on, and its datasets' error-bar figures."""
+    of each of its datasets the attention method trains on, its datasets' error-bar figures and
+    their budget figures (validation accuracy against training compute)."""
     pairs = [tuple(pair) for pair in EXP.table(name).rows]
     datasets = list(dict.fromkeys(dataset for dataset, _ in pairs))
     out = [f"results/{name}.{ext}" for ext in ("csv", "md")]
@@ -87,7 +100,22 @@ def table_with_figures(name):
         if m == EXP.figures.attention_method and d in datasets
     ]
     out += [f"results/figures/errorbars_{d}.png" for d in EXP.figures.errorbars if d in datasets]
+    out += budget_figures(datasets)
     return out
+
+
+def claim_tables():
+    """The tables the claims read (zoomin.report.claims.TABLES_READ) that this config makes."""
+    from zoomin.report.claims import TABLES_READ
+
+    wanted = dict.fromkeys(name for names in TABLES_READ.values() for name in names)
+    return [name for name in wanted if name in EXP.tables()]
+
+
+def budget_figures(datasets=None):
+    """Validation accuracy against training compute, one figure per dataset with a table block."""
+    blocks = [d for d, ds in EXP.datasets.items() if ds.table is not None]
+    return [f"results/figures/budget_{d}.png" for d in blocks if datasets is None or d in datasets]
 
 
 def paper_numbers(wildcards):

@@ -7,6 +7,7 @@
 localrules:
     plot_errorbars,
     plot_pareto,
+    plot_budget,
 
 
 rule memory_scaling:
@@ -133,3 +134,25 @@ rule plot_pareto:
         block=lambda wc: EXP.datasets[EXP.figures.pareto.dataset].block,
     script:
         "../scripts/plot_pareto.py"
+
+
+# Validation accuracy against cumulative training compute (history.csv) for every method of a
+# dataset's table block: whether a row was starved or had converged.
+rule plot_budget:
+    input:
+        histories=lambda wc: histories_of(dataset_runs(wc.dataset, EXP.datasets[wc.dataset].methods)),
+        code=code_of("zoomin.report.figures", "zoomin.report.figure_data", "zoomin.report.draw"),
+    output:
+        png=report("results/figures/budget_{dataset}.png", caption="../report/budget.rst", category="Figures"),
+    log:
+        "logs/figures/budget_{dataset}.log",
+    wildcard_constraints:
+        dataset=one_of([d for d, ds in EXP.datasets.items() if ds.table is not None]),
+    conda:
+        "../../envs/zoomin.yaml"
+    params:
+        runs=lambda wc: dataset_runs(wc.dataset, EXP.datasets[wc.dataset].methods),
+        methods=method_facts(),
+        block=lambda wc: EXP.datasets[wc.dataset].block,
+    script:
+        "../scripts/plot_budget.py"

@@ -4,6 +4,7 @@
 
 localrules:
     table,
+    claims,
     plot_curves,
     plot_attention,
 
@@ -11,8 +12,14 @@ localrules:
 rule table:
     input:
         metrics=lambda wc: metrics_of(EXP.table_runs(wc.table)),
+        histories=lambda wc: histories_of(EXP.table_runs(wc.table)),
         paper=paper_numbers,
-        code=code_of("zoomin.report.tables"),
+        code=code_of(
+            "zoomin.report.tables",
+            "zoomin.report.evidence",
+            "zoomin.report.stats",
+            "zoomin.report.markdown",
+        ),
     output:
         csv=report("results/{table}.csv", caption="../report/table.rst", category="Tables"),
         md="results/{table}.md",
@@ -26,8 +33,35 @@ rule table:
         runs=lambda wc: EXP.table_runs(wc.table),
         rows=lambda wc: EXP.table_rows(wc.table),
         title=lambda wc: EXP.table(wc.table).title,
+        reference=EXP.figures.attention_method,
+        reference_label=reference_label(),
     script:
         "../scripts/make_table.py"
+
+
+# The paper's claims judged from the tables and Figure 7's CSVs; a claim whose inputs the config
+# does not make says "not run".
+rule claims:
+    input:
+        tables=lambda wc: [f"results/{name}.csv" for name in claim_tables()],
+        spearman=[f"results/figures/spearman_{d}.csv" for d in EXP.figures.spearman],
+        tiles=[f"results/figures/spearman_{d}_tiles.csv" for d in EXP.figures.spearman],
+        code=code_of("zoomin.report.claims", "zoomin.report.stats"),
+    output:
+        md=report("results/claims.md", caption="../report/claims.rst", category="Claims"),
+        csv=report("results/claims.csv", caption="../report/claims.rst", category="Claims"),
+    log:
+        "logs/claims.log",
+    conda:
+        "../../envs/zoomin.yaml"
+    params:
+        tables=claim_tables(),
+        spearman=list(EXP.figures.spearman),
+        models={name: method.model for name, method in EXP.methods.items()},
+        reference=EXP.figures.attention_method,
+        blocks={name: dataset.block for name, dataset in EXP.datasets.items()},
+    script:
+        "../scripts/make_claims.py"
 
 
 # One figure per (dataset, method) with a row per run: one job rather than one per run.

@@ -4,7 +4,8 @@ maps) and writes one PNG.
 * :func:`plot_curves` -- loss parts and accuracy per epoch, a row per run;
 * :func:`plot_attention` -- an image with its attention and sampled sub-tiles (paper Fig. 3/6);
 * :func:`plot_memory`, :func:`plot_errorbars`, :func:`plot_spearman`, :func:`plot_views`,
-  :func:`plot_pareto` -- the paper's Figures 4, 5, 7, 8 and the Pareto sweep.
+  :func:`plot_pareto` -- the paper's Figures 4, 5, 7, 8 and the Pareto sweep;
+* :func:`plot_budget` -- accuracy against cumulative training compute, every run of a block.
 
 What goes into them is computed by :mod:`zoomin.report.figure_data`, :mod:`zoomin.report.agreement`
 and :mod:`zoomin.report.figures`. Editing this file re-runs only the figure rules (they list it as
@@ -321,6 +322,36 @@ def plot_views(
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_budget(curves: pd.DataFrame, labels: list[str], out_png: str | Path, title: str = "") -> None:
+    """Validation (left) and training (right) accuracy per epoch against the cumulative training
+    compute (:func:`zoomin.report.figure_data.budget_curves`), a line per run, a colour per method
+    of ``labels``; each run's last epoch marked, so a curve still rising there shows a budget that
+    stopped it. A method with nothing to draw in a panel is named at its foot."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharex=True, sharey=True)
+    palette = dict(zip(labels, sns.color_palette(n_colors=max(len(labels), 1))))
+    for ax, name in zip(axes, ("validation", "training")):
+        shown = curves[curves.set == name]
+        for (label, _), run in shown.groupby(["label", "run"], sort=False):
+            ax.plot(run.train_gmacs, run.accuracy, "-", marker=".", ms=4, color=palette[label], alpha=0.8, lw=1.2)
+            ax.plot(run.train_gmacs.iloc[-1], run.accuracy.iloc[-1], "o", color=palette[label])
+        for label, colour in palette.items():
+            if label in set(shown.label):
+                ax.plot([], [], "-o", color=colour, label=label)
+        missing = [label for label in labels if label not in set(shown.label)]
+        if missing:
+            ax.text(0.01, 0.01, f"no {name} accuracy or compute recorded: " + ", ".join(missing),
+                    transform=ax.transAxes, fontsize="x-small", va="bottom")
+        ax.set(xlabel="training compute (GMACs, cumulative, estimated)", ylabel=f"{name} accuracy (%)",
+               title=f"{name} accuracy", ylim=(-2, 102))
+        if len(shown):
+            ax.set_xscale("log")
+            ax.legend(fontsize="small", loc="lower right")
+        ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, out_png)

@@ -1,11 +1,13 @@
 """The numbers behind Figures 4, 5 and the Pareto sweep, from the runs' files (no torch).
 
-* :func:`run_accuracies` -- one row per run: accuracy, peak inference memory, time (``metrics.json``).
+* :func:`run_accuracies` -- one row per run: accuracy, peak inference memory, GMACs (the paper's
+  unit; half the ``gflops`` of metrics without ``gmacs``), time (``metrics.json``).
 * :func:`pareto_points` -- per method: accuracy mean and std over runs against peak inference
   memory, and whether the method is on its model type's front (the most accurate of that type
   within its memory budget).
 * :func:`training_history` -- the runs' ``history.csv`` rows with their method, for the tiles and
-  input memory per image per epoch (Figure 4, left).
+  input memory per image per epoch (Figure 4, left);
+* :func:`budget_curves` -- from those, accuracy against cumulative training compute.
 
 The figures themselves are drawn by :mod:`zoomin.report.draw`.
 """
@@ -21,10 +23,10 @@ import pandas as pd
 
 from zoomin.atomic import atomic_path
 
-RUN_COLUMNS = ["dataset", "method", "label", "model", "run", "accuracy", "memory_mb", "gflops", "time_ms"]
+RUN_COLUMNS = ["dataset", "method", "label", "model", "run", "accuracy", "memory_mb", "gmacs", "time_ms"]
 PARETO_COLUMNS = [
     "dataset", "method", "label", "model", "settings", "runs",
-    "accuracy_mean", "accuracy_std", "memory_mb", "gflops", "time_ms", "on_front",
+    "accuracy_mean", "accuracy_std", "memory_mb", "gmacs", "time_ms", "on_front",
 ]
 
 
@@ -44,7 +46,7 @@ def run_accuracies(
             "run": run,
             "accuracy": data["accuracy"],
             "memory_mb": data["peak_memory_mb"],
-            "gflops": data["gflops"],
+            "gmacs": data["gmacs"] if data.get("gmacs") is not None else data["gflops"] / 2,  # 2 FLOPs a MAC
             "time_ms": data["time_ms"],
         })
     return pd.DataFrame(rows, columns=RUN_COLUMNS)
@@ -76,7 +78,7 @@ def pareto_points(runs: pd.DataFrame, params: Mapping[str, Mapping[str, Any]] | 
             "accuracy_mean": part.accuracy.mean(),
             "accuracy_std": part.accuracy.std(ddof=1) if len(part) > 1 else 0.0,
             "memory_mb": part.memory_mb.mean(),
-            "gflops": part.gflops.mean(),
+            "gmacs": part.gmacs.mean(),
             "time_ms": part.time_ms.median(),
         })
     points = pd.DataFrame(rows, columns=PARETO_COLUMNS[:-1])
@@ -109,6 +111,21 @@ def training_history(runs: Sequence[tuple[str, str, str]], histories: Sequence[s
         frame.insert(0, "method", method)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def budget_curves(history: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy (%) per epoch against cumulative training compute, from :func:`training_history`:
+    one row per (method, run, epoch, set) where both are known, ``set`` "validation" or "training".
+    One-epoch runs have no validation accuracy, histories from before ``train_gmacs`` no compute:
+    they have no rows."""
+    columns = ["method", "label", "run", "epoch", "train_gmacs", "set", "accuracy"]
+    if "train_gmacs" not in history or history.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for name, column in (("validation", "val_accuracy"), ("training", "train_accuracy")):
+        part = history[columns[:5]].assign(set=name, accuracy=100 * history[column])
+        parts.append(part[part.train_gmacs.notna() & part.accuracy.notna()])
+    return pd.concat(parts, ignore_index=True)[columns]
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path) -> None:

@@ -5,9 +5,10 @@
 * :func:`errorbars_figure` -- accuracy per run of a dataset's methods (Fig. 5);
 * :func:`spearman_figure` -- attention against the annotation, Spearman's rho (Fig. 7);
 * :func:`views_figure` -- the views a model sees of an image where the object vanishes (Fig. 8);
-* :func:`pareto_figure` -- accuracy against peak inference memory per configuration.
+* :func:`pareto_figure` -- accuracy against peak inference memory per configuration;
+* :func:`budget_figure` -- validation accuracy against cumulative training compute per method.
 
-The drawing is in :mod:`zoomin.report.draw` (Fig. 3/6, curves) and :mod:`zoomin.report.draw`.
+The drawing is in :mod:`zoomin.report.draw`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from zoomin.config.run import RunSpec
 from zoomin.config.runs import Stream
 from zoomin.data.splits import load_run_data
 from zoomin.report.draw import plot_attention
-from zoomin.report.figure_data import pareto_points, run_accuracies, training_history, write_csv
+from zoomin.report.figure_data import budget_curves, pareto_points, run_accuracies, training_history, write_csv
 from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.inference import stream_generator
 
@@ -173,3 +174,18 @@ def pareto_figure(
     write_csv(points, out_csv)
     plot_pareto(points, out_png, f"{block}: accuracy against peak inference memory")
     return points
+
+
+def budget_figure(
+    runs: Sequence[tuple[str, str, str]],
+    histories: Sequence[str | Path],
+    methods: Mapping[str, Mapping[str, Any]],
+    block: str,
+    out_png: Path,
+) -> None:
+    """Validation and training accuracy of every run against its cumulative training compute."""
+    from zoomin.report.draw import plot_budget
+
+    labels = list(dict.fromkeys(methods[method]["label"] for _, method, _ in runs))
+    curves = budget_curves(training_history(runs, histories, methods))
+    plot_budget(curves, labels, out_png, f"{block}: accuracy against training compute")

@@ -14,10 +14,20 @@ Besides the loss parts and accuracies, each epoch's history row records what the
 instantiated per training image (paper Fig. 4): ``mean_input_mb``, the image values read (views,
 tiles' stage-2 views, sub-tiles or patches; float32 MB), and for two-stage models
 ``mean_unique_tiles``, the distinct tiles drawn.
+
+It also records the training budget, cumulative over the epochs so far: ``steps``, the optimiser
+steps, ``images_seen``, the training images passed forward, and ``train_gmacs``, an estimate of the
+training compute in GMACs (multiply-accumulates, the paper's unit). The first step of each epoch
+is counted by ``FlopCounterMode`` (forward, losses and backward: the matrix products and
+convolutions, 2 FLOPs per MAC); its MACs per image times the epoch's images is the epoch's
+estimate. The estimate follows the model through training (Zoom-In opens fewer tiles as its
+attention sharpens) but not within an epoch, and leaves out element-wise work, the optimiser and
+the tile pre-training (``pretrain_epochs``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from zoomin.atomic import atomic_path
@@ -182,24 +193,30 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
     unique_tiles: list[int] = []  # per image: distinct stage-1 cells drawn (two-stage models)
     logit_spreads = []  # per batch of two or more images; one image says nothing about it
     autocast = spec.settings.mixed_precision and trainer.device.type == "cuda"
-    for batch in tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=5):
+    macs_per_image = math.nan  # of this epoch's first step (forward, losses, backward)
+    for number, batch in enumerate(tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", leave=False, mininterval=5)):
         images = [CountingImage(data.train.image(i)) for i in batch]
         labels = torch.tensor([data.train.label(i) for i in batch], device=trainer.device)
         masks = batch_masks(data.train, batch) if loss_config.mask_weight > 0 else None
-        with torch.autocast(trainer.device.type, enabled=autocast):
-            out = model(images, generator=trainer.sample_rng)
-            input_values += sum(image.values for image in images)  # before the contrastive pass reads more
-            unique_tiles += tiles_opened(out)
-            parts = losses.total_loss(
-                out, labels, loss_config, model=model, images=images, generator=trainer.sample_rng, masks=masks
-            )
-        if not torch.isfinite(parts.total):
-            raise UserError(
-                f"run {spec.run}: the training loss became {parts.total.item()} in epoch {epoch}; "
-                "lower the learning rate (training.lr) or check the input data"
-            )
-        trainer.optimizer.zero_grad(set_to_none=True)
-        parts.total.backward()
+        # The first step of the epoch runs under a FLOP counter (which changes nothing it computes).
+        counter = FlopCounterMode(display=False) if number == 0 else contextlib.nullcontext()
+        with counter:
+            with torch.autocast(trainer.device.type, enabled=autocast):
+                out = model(images, generator=trainer.sample_rng)
+                input_values += sum(image.values for image in images)  # before the contrastive pass reads more
+                parts = losses.total_loss(
+                    out, labels, loss_config, model=model, images=images, generator=trainer.sample_rng, masks=masks
+                )
+            if not torch.isfinite(parts.total):
+                raise UserError(
+                    f"run {spec.run}: the training loss became {parts.total.item()} in epoch {epoch}; "
+                    "lower the learning rate (training.lr) or check the input data"
+                )
+            trainer.optimizer.zero_grad(set_to_none=True)
+            parts.total.backward()
+        if number == 0:
+            macs_per_image = counter.get_total_flops() / 2 / len(batch)  # FlopCounterMode: 2 FLOPs a MAC
+        unique_tiles += tiles_opened(out)
         if cfg.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
         trainer.optimizer.step()
@@ -211,6 +228,7 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
             logit_spreads.append(float(out.logits.detach().std(0).max()))
     trainer.scheduler.step()
     _warn_if_collapsed(spec, epoch, logit_spreads, state)
+    before = state["history"][-1] if state["history"] else {}
 
     # Validation only chooses between epochs: a one-epoch run keeps its only model without it.
     validates = len(data.val) > 0 and cfg.epochs > 1
@@ -225,7 +243,18 @@ def train_epoch(trainer: Trainer, epoch: int, state: dict[str, Any]) -> dict[str
         **{f"mean_{name}": total / seen for name, total in parts_sum.items() if name != "total"},
         "mean_input_mb": input_values * 4 / 2**20 / seen,
         "mean_unique_tiles": sum(unique_tiles) / len(unique_tiles) if unique_tiles else math.nan,
+        "steps": _cumulative(before, "steps", len(batches)),
+        "images_seen": _cumulative(before, "images_seen", seen),
+        "train_gmacs": _cumulative(before, "train_gmacs", macs_per_image * seen / 1e9),
     }
+
+
+def _cumulative(before: dict[str, Any], column: str, value: float) -> float:
+    """``value`` plus the previous epoch's total; NaN after a history row without the column (a run
+    resumed from a checkpoint written before the column existed), whose total is unknown."""
+    if not before:
+        return value
+    return before.get(column, math.nan) + value
 
 
 def tiles_opened(output: ModelOutput) -> list[int]:
