@@ -79,6 +79,10 @@ class TrainingConfig(Params):
     )
     class_weights: Any = param(None, check=_class_weights, schema=CLASS_WEIGHTS_SCHEMA)
     sampling_at_test: str = param("sample", choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk")
+    # Beside sampling_at_test, not on MeasureConfig: it defines the trained model's predictions (what
+    # the evaluation scores and zoomin predict reproduces, both from model.pt's metadata), not what
+    # the meters measure; training never uses it (validation ranks epochs with one draw), so it is
+    # left out of a checkpoint's identity and changing it re-evaluates without retraining.
     test_draws: int = param(
         1,
         minimum=1,
