@@ -34,6 +34,9 @@ class PredictSettings(Params):
         None, choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk; null: the run's sampling_at_test"
     )
     seed: int | None = param(None, minimum=0, doc="seed of the draws; null: the run's seed (as its evaluation)")
+    draws: int | None = param(
+        None, minimum=1, doc="test-time draws averaged per image; null: the run's training.test_draws (as evaluated)"
+    )
     asap: bool = param(False, doc="also write ASAP XML annotations")
     thumbnail: int = param(1024, minimum=64, doc="longer side of the heatmap's thumbnail, px")
     ignore_mpp: bool = param(False, doc="predict on slides whose pixel size differs from the model's")
