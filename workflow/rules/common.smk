@@ -23,6 +23,9 @@ METHODS = list(EXP.methods)
 SLIDE_DATASETS = [d for d, ds in EXP.datasets.items() if get_source(ds.source).kind == "slide"]
 IMAGE_DATASETS = [d for d in DATASETS if d not in SLIDE_DATASETS]
 DOWNLOADABLE = [d for d, ds in EXP.datasets.items() if get_source(ds.source).download is not None]
+# The learnability sweep's generated datasets (learnability.smk): its runs are its own target, so
+# `all` draws no training curves or attention figures of them (a hundred figures nobody reads).
+SWEEP_DATASETS = {cell.dataset for cell in EXP.learnability.cells()} if EXP.learnability else set()
 NO_MATCH = "(?!x)x"  # a wildcard constraint no value satisfies: the rule applies to no dataset
 
 RAW = "resources/{dataset}/raw"
@@ -94,12 +97,12 @@ def attention_figures():
     return [
         f"results/figures/attention_{dataset}.png"
         for dataset, method in EXP.trained()
-        if method == EXP.attention_method
+        if method == EXP.attention_method and dataset not in SWEEP_DATASETS
     ]
 
 
 def curve_figures():
-    return [CURVES.format(dataset=d, method=m) for d, m in EXP.trained()]
+    return [CURVES.format(dataset=d, method=m) for d, m in EXP.trained() if d not in SWEEP_DATASETS]
 
 
 def paper_figures():
