@@ -191,3 +191,27 @@ def two_stage_tile(dataset, methods):
         if model_type(spec.type).attention == "two-stage":
             return spec.params.tile
     return None
+
+
+# ---------------------------------------------------------------- the learnability sweep (learnability.smk)
+def sweep_runs():
+    """(dataset, method, run) of every run of the sweep, cells in grid order."""
+    spec = EXP.learnability
+    return [(cell.dataset, method, run) for cell in spec.cells() for method in spec.methods for run in spec.runs()]
+
+
+def sweep_run_facts():
+    """What the map needs to know of each run besides its files: its cell and its budget."""
+    spec = EXP.learnability
+    cells = {cell.dataset: cell for cell in spec.cells()}
+    return [
+        {
+            "method": method,
+            "ratio": cells[dataset].ratio,
+            "train_images": cells[dataset].train_images,
+            "run": run,
+            "batch_size": EXP.training(dataset, method).batch_size,
+            "image_size": spec.image_size(),
+        }
+        for dataset, method, run in sweep_runs()
+    ]

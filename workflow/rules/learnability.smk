@@ -8,29 +8,6 @@
 # alone takes about as long as `all` (docs/learnability.md gives the times).
 
 
-def sweep_runs():
-    """(dataset, method, run) of every run of the sweep, cells in grid order."""
-    spec = EXP.learnability
-    return [(cell.dataset, method, run) for cell in spec.cells() for method in spec.methods for run in spec.runs()]
-
-
-def sweep_run_facts():
-    """What the map needs to know of each run besides its files: its cell and its budget."""
-    spec = EXP.learnability
-    cells = {cell.dataset: cell for cell in spec.cells()}
-    return [
-        {
-            "method": method,
-            "ratio": cells[dataset].ratio,
-            "train_images": cells[dataset].train_images,
-            "run": run,
-            "batch_size": EXP.training(dataset, method).batch_size,
-            "image_size": spec.image_size(),
-        }
-        for dataset, method, run in sweep_runs()
-    ]
-
-
 if EXP.learnability is not None:
 
     localrules:

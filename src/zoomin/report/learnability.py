@@ -2,14 +2,15 @@
 
 Every run of the sweep (docs/learnability.md) is an ordinary run with its ``metrics.json`` and
 ``history.csv``. :func:`collect` reads one row per run: how many test images it got right, its
-chance rate (the test set's majority class) and what training it spent (epochs, optimiser steps,
-seconds). :func:`summarise` pools the runs of each (method, ratio, size) cell: the accuracy over
-all their test predictions with its Wilson interval (:func:`zoomin.report.stats.proportion_interval`),
-whether that interval lies above chance (:func:`zoomin.report.stats.learned`), and how many runs
-learned on their own. Pooling treats the runs' predictions as independent; runs of a cell share
-its test images, and a cell where one seed learns and another does not shows it in
-``runs_learned`` rather than in the interval. :func:`smallest_learned` reads the map out: the
-smallest ratio each method learns at, per training-set size.
+chance rate (the test set's majority class), what training it spent (epochs, optimiser steps,
+seconds) and its inference cost per image (GFLOPs, peak memory). :func:`summarise` pools the
+runs of each (method, ratio, size) cell: the accuracy over all their test predictions with its
+Wilson interval (:func:`zoomin.report.stats.proportion_interval`), whether that interval lies
+above chance (:func:`zoomin.report.stats.learned`), and how many runs learned on their own.
+Pooling treats the runs' predictions as independent; runs of a cell share its test images, and a
+cell where one seed learns and another does not shows it in ``runs_learned`` rather than in the
+interval. :func:`smallest_learned` reads the map out: the smallest ratio each method learns at,
+per training-set size.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ CELL = ["method", "ratio", "train_images"]
 SUMMARY = [
     "method", "label", "ratio", "object_px", "train_images", "runs", "correct", "predictions", "accuracy",
     "low", "high", "chance", "learned", "runs_learned", "run_accuracies", "epochs", "steps", "train_seconds",
+    "gflops", "memory_mb",
 ]
 
 
@@ -66,6 +68,8 @@ def collect(runs: Sequence[SweepRun]) -> pd.DataFrame:
             "epochs": epochs,
             "steps": epochs * math.ceil(entry.train_images / entry.batch_size),
             "train_seconds": float(history["seconds"].sum()),
+            "gflops": metrics.get("gflops", math.nan),
+            "memory_mb": metrics.get("peak_memory_mb", math.nan),
         })
     return pd.DataFrame(rows)
 
@@ -101,6 +105,8 @@ def summarise(per_run: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
             "epochs": int(runs.epochs.max()),
             "steps": int(runs.steps.max()),
             "train_seconds": float(runs.train_seconds.mean()),
+            "gflops": float(runs.gflops.mean()),
+            "memory_mb": float(runs.memory_mb.mean()),
         })
     table = pd.DataFrame(out, columns=SUMMARY)
     order = {method: i for i, method in enumerate(labels)}
