@@ -50,12 +50,12 @@ def test_collect_counts_right_predictions_and_the_budget(runs):
     assert first.epochs == 12 and first.steps == 12 * 3 and first.train_seconds == pytest.approx(4.0)  # ceil(10/4)
 
 
-def test_a_cell_pools_its_runs_and_is_learned_only_when_its_interval_clears_chance(runs):
+def test_a_cell_is_learned_only_when_the_interval_of_its_mean_accuracy_clears_chance(runs):
     summary = summarise(collect(runs), LABELS)
     assert list(summary.method.unique()) == ["cnn_low", "ats"]  # the order of the labels
     cell = summary[(summary.method == "ats") & (summary.ratio == 0.1) & (summary.train_images == 30)].iloc[0]
-    low, high = proportion_interval(39, 40)
-    assert (cell.correct, cell.predictions, cell.accuracy) == (39, 40, pytest.approx(97.5))
+    low, high = proportion_interval(19, 20)  # the mean 19.5 right of 20 test images, rounded down
+    assert (cell.mean_correct, cell.test_images, cell.accuracy) == (19.5, 20, pytest.approx(97.5))
     assert (cell.low, cell.high) == (pytest.approx(100 * low), pytest.approx(100 * high))
     assert cell.learned and cell.runs_learned == 2 and cell.run_accuracies == "100.0 95.0"
     assert cell.label == "ATS" and cell.steps == 12 * 8
@@ -66,8 +66,18 @@ def test_a_cell_pools_its_runs_and_is_learned_only_when_its_interval_clears_chan
     assert ats.learned.sum() == 1
 
 
+def test_the_runs_test_images_are_counted_once(tmp_path):
+    """Two runs right on 14 of the same 20 test images: 70 %, whose interval on 20 images reaches
+    below chance. Pooled as 28 of 40 independent predictions it would not (and the cell would be
+    called learned)."""
+    runs = [_run(tmp_path, "ats", 0.1, 10, "s0", 14), _run(tmp_path, "ats", 0.1, 10, "s1", 14)]
+    cell = summarise(collect(runs), LABELS).iloc[0]
+    assert cell.accuracy == pytest.approx(70.0) and cell.low == pytest.approx(100 * proportion_interval(14, 20)[0])
+    assert not cell.learned and proportion_interval(28, 40)[0] > 0.5
+
+
 def test_one_learning_run_of_two_is_told_apart_from_two(tmp_path):
-    """One seed at 100 % and one at chance pool to 75 % of 40, whose interval clears chance: the
+    """One seed at 100 % and one at chance: a mean of 75 % of 20, whose interval clears chance: the
     cell is learned, and runs_learned says that only one run learned."""
     runs = [_run(tmp_path, "ats", 0.1, 10, "s0", 20), _run(tmp_path, "ats", 0.1, 10, "s1", 10)]
     cell = summarise(collect(runs), LABELS).iloc[0]

@@ -1,6 +1,6 @@
 """Drawing the learnability map: one heatmap per method, object-to-image ratio x training-set size.
 
-Each cell shows the pooled test accuracy of the method's runs with its 95 % interval and how many
+Each cell shows the mean test accuracy of the method's runs with its 95 % interval and how many
 runs learned alone; a cell whose interval lies above chance is outlined, so the boundary between
 where a method learns and where it does not can be read at a glance. The data come from
 :func:`zoomin.report.learnability.summarise`.
@@ -59,10 +59,10 @@ def plot_learnability(summary: pd.DataFrame, out_png: str | Path, title: str = "
     axes[0][0].set_ylabel("object area / image area")
     if image is not None:
         bar = fig.colorbar(image, ax=axes[0].tolist(), fraction=0.03, pad=0.01)
-        bar.set_label("test accuracy (%), pooled over runs")
+        bar.set_label("test accuracy (%), mean over runs")
     note = (
-        "each cell: accuracy pooled over runs, [95 % interval], runs whose own interval lies above chance; "
-        "outlined: the pooled interval lies above chance (learned)"
+        "each cell: mean accuracy over runs, [95 % interval], runs whose own interval lies above chance; "
+        "outlined: the interval lies above chance (learned)"
     )
     fig.suptitle(title, fontsize="medium")
     fig.supxlabel(note, fontsize="small")

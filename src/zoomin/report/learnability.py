@@ -3,13 +3,16 @@
 Every run of the sweep (docs/learnability.md) is an ordinary run with its ``metrics.json`` and
 ``history.csv``. :func:`collect` reads one row per run: how many test images it got right, its
 chance rate (the test set's majority class), what training it spent (epochs, optimiser steps,
-seconds) and its inference cost per image (GFLOPs, peak memory). :func:`summarise` pools the
-runs of each (method, ratio, size) cell: the accuracy over all their test predictions with its
-Wilson interval (:func:`zoomin.report.stats.proportion_interval`), whether that interval lies
-above chance (:func:`zoomin.report.stats.learned`), and how many runs learned on their own.
-Pooling treats the runs' predictions as independent; runs of a cell share its test images, and a
-cell where one seed learns and another does not shows it in ``runs_learned`` rather than in the
-interval. :func:`smallest_learned` reads the map out: the smallest ratio each method learns at,
+seconds) and its inference cost per image (GFLOPs, peak memory). :func:`summarise` gathers the
+runs of each (method, ratio, size) cell: their mean accuracy, its Wilson interval
+(:func:`zoomin.report.stats.proportion_interval`) and whether that interval lies above chance
+(:func:`zoomin.report.stats.learned`), and how many runs learned on their own. The runs of a cell
+test on the same images, so the interval counts each test image once: the mean number right over
+the runs, out of the number of test images. Pooling the runs' predictions instead would count an
+image once per run, as if the runs were independent samples, and their errors are not (two seeds
+trained on the same images misjudge the same test images): it made a low-resolution CNN, which
+cannot see the cue, look significantly *worse* than chance on one cell of the embedded default.
+:func:`smallest_learned` reads the map out: the smallest ratio each method learns at,
 per training-set size.
 """
 
@@ -28,7 +31,7 @@ from zoomin.report.stats import LEVEL, learned, proportion_interval
 
 CELL = ["method", "ratio", "train_images"]
 SUMMARY = [
-    "method", "label", "ratio", "object_px", "train_images", "runs", "correct", "predictions", "accuracy",
+    "method", "label", "ratio", "object_px", "train_images", "runs", "test_images", "mean_correct", "accuracy",
     "low", "high", "chance", "learned", "runs_learned", "run_accuracies", "epochs", "steps", "train_seconds",
     "gflops", "memory_mb",
 ]
@@ -79,8 +82,12 @@ def summarise(per_run: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
     from the largest, sizes from the smallest. Accuracies and interval ends in %."""
     out = []
     for (method, ratio, size), runs in per_run.groupby(CELL, sort=False):
-        correct, total = int(runs.correct.sum()), int(runs.predictions.sum())
-        low, high = proportion_interval(correct, total, LEVEL)
+        if runs.predictions.nunique() != 1:
+            raise ValueError(f"the runs of {method} at ratio {ratio}, {size} images tested on different sets")
+        images = int(runs.predictions.iloc[0])
+        mean_correct = float(runs.correct.mean())
+        # Rounded half down: a cell is called learned only if it is at the lower count too.
+        low, high = proportion_interval(math.floor(mean_correct), images, LEVEL)
         chance = float(runs.chance.max())
         alone = [
             learned(proportion_interval(int(c), int(n), LEVEL)[0], p)
@@ -93,9 +100,9 @@ def summarise(per_run: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
             "object_px": float(runs.object_px.iloc[0]),
             "train_images": size,
             "runs": len(runs),
-            "correct": correct,
-            "predictions": total,
-            "accuracy": 100.0 * correct / total,
+            "test_images": images,
+            "mean_correct": mean_correct,
+            "accuracy": 100.0 * mean_correct / images,
             "low": 100.0 * low,
             "high": 100.0 * high,
             "chance": 100.0 * chance,
