@@ -11,7 +11,7 @@ test on the same images, so the interval counts each test image once: the mean n
 the runs, out of the number of test images. Pooling the runs' predictions instead would count an
 image once per run, as if the runs were independent samples, and their errors are not (two seeds
 trained on the same images misjudge the same test images): it made a low-resolution CNN, which
-cannot see the cue, look significantly *worse* than chance on one cell of the embedded default.
+cannot see the cue, look clearly *worse* than chance on one cell of the embedded default.
 :func:`smallest_learned` reads the map out: the smallest ratio each method learns at,
 per training-set size.
 """
