@@ -5,17 +5,17 @@ refused naming its ``learnability.`` key before any job runs."""
 from __future__ import annotations
 
 import copy
-from pathlib import Path
+import re
 
 import pytest
 import yaml
 from PIL import Image
 
 import zoomin.config.load as zconfig
+from tests.workflow.helpers import REPO, copy_workflow, snakemake
 from zoomin.config.outputs import LEARNABILITY_BLOCK, cell_name
 from zoomin.errors import ConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
@@ -96,6 +96,7 @@ def test_construct_options_and_model_params_reach_every_cell(tmp_path):
         (lambda b: b.update(train_images=[0]), "learnability.train_images"),
         (lambda b: b.update(test_images=9), "learnability.test_images"),
         (lambda b: b.update(val_images=3), "learnability.val_images"),
+        (lambda b: b.update(val_images=0), "learnability.val_images"),  # a run would carve one from training
         (lambda b: b.update(seeds=[0, 0]), "learnability.seeds"),
         (lambda b: b.update(shape="round"), "learnability"),
         (lambda b: b.pop("methods"), "learnability"),
@@ -136,3 +137,21 @@ def test_the_paper_config_has_a_sweep_at_the_paper_datasets_scale():
     assert spec is not None and spec.image_size() >= 1000
     assert max(spec.grid.train_images) >= 500 and len(spec.grid.seeds) >= 3
     assert {m["model"] for m in spec.methods.values()} >= {"cnn", "ats", "zoomin"}
+
+
+@pytest.mark.workflow
+def test_the_sweep_is_its_own_target_and_not_part_of_all(tmp_path):
+    """`snakemake learnability` plans one construction and view cache per cell and every method's
+    runs on it; `all` plans none of the sweep's jobs (no training, curves or attention figures)."""
+    workdir = copy_workflow(tmp_path)
+    grid = DEFAULT["learnability"]
+    cells = len(grid["ratios"]) * len(grid["train_images"])
+    sweep = snakemake(workdir, "learnability", "-n")
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", sweep.stdout, flags=re.MULTILINE))
+    assert int(counts["construct_dataset"]) == int(counts["build_views"]) == cells
+    assert int(counts["train"]) == cells * len(grid["methods"]) * len(grid["seeds"])
+    assert int(counts["learnability"]) == 1
+    everything = snakemake(workdir, "all", "-n")
+    assert everything.returncode == 0, everything.stderr[-3000:]
+    assert "learn_r" not in everything.stdout and "learnability" not in everything.stdout

@@ -260,7 +260,9 @@ class LearnabilityGrid(Params):
         (0, 1), check=_seed_list, schema=_list_schema({"type": "integer", "minimum": 0}),
         doc="run seeds: every method trains runs s<seed> on every cell",
     )
-    val_images: int = param(16, minimum=0, doc="validation images of every cell (even); they pick a run's best epoch")
+    # At least 2: without a validation split a run carves one out of its training images
+    # (zoomin.data.folds), and the cell would train on fewer images than it says.
+    val_images: int = param(16, minimum=2, doc="validation images of every cell (even); they pick a run's best epoch")
     test_images: int = param(64, minimum=2, doc="test images of every cell (even); a cell's interval pools its runs'")
     seed: int = param(0, minimum=0, doc="seed the stand-in is drawn from, the same in every cell")
 
