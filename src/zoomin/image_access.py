@@ -9,7 +9,14 @@ Models never build the full-resolution image themselves. They ask an :class:`Ima
   full-resolution ``(y, x)`` coordinates, zero-padded at the borders.
 
 All three return float32 tensors in [0, 1], channels first, on the CPU; the model moves them to
-its device. Inference that streams a view (:mod:`zoomin.models.bounded_memory`) asks for it band by band
+its device. An image may also offer the same pixels as ``uint8`` arrays, channels last, before that
+conversion: ``view_array(scale)`` (HxWxC), ``region_array(top, left, size, scale)`` (HxWxC) and
+``patch_arrays(centres, size)`` (NxHxWxC; ``centres`` any ``(n, 2)`` array-like). The batched
+models read a whole batch through them (:mod:`zoomin.models.batching`) and convert it to a tensor
+once, instead of once per image, tile and patch; images without them are read through the
+three tensor methods. Both must give the same pixels.
+
+Inference that streams a view (:mod:`zoomin.models.bounded_memory`) asks for it band by band
 through :func:`view_rows`, which uses an image's own ``view_rows(scale, top, stop)`` when it has one
 (the slide and HDF5-backed images read just those rows from their caches) and otherwise slices
 ``view(scale)``; the view's shape is known without reading it (:func:`view_shape`).
@@ -51,6 +58,10 @@ class ImageAccess(Protocol):
     def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor: ...
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor: ...
+
+
+# The optional uint8 readers (module docstring).
+UINT8_READERS = ("view_array", "region_array", "patch_arrays")
 
 
 def scaled_length(length: int, scale: float) -> int:
@@ -173,24 +184,32 @@ class InMemoryImage:
     def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
         return to_chw_float(self.view_array(scale)[top:stop])
 
-    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray:
+        """The region of :meth:`region_view` as HxWx3 uint8 (computed once, then kept)."""
         key = (top, left, size, float(scale))
         if key not in self._regions:
             side = scaled_length(size, scale)
             self._regions[key] = resize_uint8(crop_padded(self._pixels, top, left, size, size), side, side)
-        return to_chw_float(self._regions[key])
+        return self._regions[key]
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return to_chw_float(self.region_array(top, left, size, scale))
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray:
+        """The patches of :meth:`patches` as NxHxWx3 uint8 (``centres``: any ``(n, 2)`` array-like)."""
+        if hasattr(centres, "detach"):  # a tensor, perhaps on a GPU
+            centres = centres.detach().cpu()
+        rows = np.asarray(centres, dtype=np.float64).reshape(-1, 2).tolist()
+        if not rows:
+            return np.zeros((0, size, size, self.channels), dtype=np.uint8)
+        return np.stack(
+            [crop_padded(self._pixels, patch_corner(cy, size), patch_corner(cx, size), size, size) for cy, cx in rows]
+        )
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         import torch
 
-        centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
-        stack = np.stack(
-            [
-                crop_padded(self._pixels, patch_corner(cy, size), patch_corner(cx, size), size, size)
-                for cy, cx in centres
-            ]
-        ) if centres else np.zeros((0, size, size, self.channels), dtype=np.uint8)
-        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(self.patch_arrays(centres, size)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class CountingImage:
@@ -224,7 +243,14 @@ class CountingImage:
         return tensor
 
     def __getattr__(self, name: str):  # noqa: ANN204 - whatever the wrapped image has
-        return getattr(self.image, name)
+        attribute = getattr(self.image, name)
+        if name in UINT8_READERS:  # the same pixels as the tensor readers: counted the same way
+            return lambda *args: self._counted_array(attribute(*args))
+        return attribute
+
+    def _counted_array(self, array: np.ndarray) -> np.ndarray:
+        self.values += int(array.size)
+        return array
 
 
 class DeviceTensorImage:
