@@ -17,7 +17,6 @@ from typing import Any
 from zoomin.config.records import ParamError, Params, param
 
 # Names of the feature networks f (zoomin.models.features builds them) and attention activations.
-# Names of the feature networks f (zoomin.models.features builds them) and attention activations.
 FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16", "ats_traffic")
 ATTENTION_ACTIVATIONS = ("tanh", "relu")
 
@@ -58,6 +57,9 @@ class ZoomInParams(ModelParams):
     tissue_only: bool = param(
         False, doc="whole slides: no stage-1 attention on tiles without tissue (the slide cache's tissue mask)"
     )
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def check(self) -> None:
         if not self.s1 < 1:
@@ -89,6 +91,9 @@ class ATSParams(ModelParams):
     feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
     replace: bool = param(False, doc="draw with replacement (else Gumbel-top-k without)")
     attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def view_scales(self) -> tuple[float, ...]:
         return (self.scale,)
