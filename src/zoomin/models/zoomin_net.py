@@ -137,21 +137,24 @@ class ZoomInNet(AttentionSamplingClassifier):
         count = len(images)
         grids = [self.grid(image) for image in images]
         shape = (max(rows for rows, _ in grids), max(cols for _, cols in grids))
+
+        # Stage 1: the tile attention a of every image (B, tiles of the padded grid); N draws each
         logits = self._batch_tile_logits(images, grids, shape)
         a = torch.softmax(logits.reshape(count, -1), dim=1)
         support = torch.isfinite(logits).reshape(count, -1)  # each image's tiles (and tissue)
         q, counts = self._allocate(a, sampling, generator, contrast, support=support)
-        tiles = stages.counted_cells(q, counts)
+        tiles = stages.counted_cells(q, counts)  # the M distinct drawn (image, tile) pairs
         pair_images = tiles.row.cpu().numpy()
         pair_cells = np.stack(np.divmod(tiles.cell.cpu().numpy(), shape[1]), axis=1)
+
+        # Stage 2: b_t of every drawn tile (M, positions); min(k_t, positions) distinct draws each
         b = self._pair_log_probs(images, pair_images, pair_cells).exp()
         subtiles = self.sample_subtiles(complement(b) if contrast else b, tiles, sampling, generator)
+        subtile_pairs, rank = np.nonzero(subtiles.valid.cpu().numpy())  # the K sub-tiles, pair by pair
+        positions = subtiles.positions.cpu().numpy()[subtile_pairs, rank]
+        centres = subtile_centre_array(pair_cells[subtile_pairs], positions, self.tile, self.view2)
 
-        valid = subtiles.valid.cpu().numpy()
-        subtile_pairs, rank = np.nonzero(valid)
-        centres = subtile_centre_array(
-            pair_cells[subtile_pairs], subtiles.positions.cpu().numpy()[subtile_pairs, rank], self.tile, self.view2
-        )
+        # f on the K sub-tiles; E_t per pair, then Psi_hat per image (segment sums of weighted draws)
         features = stages.scatter_draws(self._features(images, pair_images[subtile_pairs], centres), subtiles.valid)
         control = self.control_variate and torch.is_grad_enabled()
         inner = stages.position_estimate(subtiles, features, tiles.row, count, control)
