@@ -150,10 +150,9 @@ def position_estimate(
 def counted_estimate(
     cells: CountDraws, inner: torch.Tensor, n_groups: int, control_variate: bool
 ) -> torch.Tensor:
-    """``(n_groups, D)``: ``sum_{cells of row b} (k/N) q/sg(q) inner_cell`` per row (group) ``b``
-    (``inner``: ``(M, D)``, one per cell),
-    plus, with ``control_variate``, the zero-valued leave-one-out baseline term of the score part
-    (:func:`zoomin.estimators.count_control_variate`)."""
+    """``(n_groups, D)``: ``sum_{cells of row b} (k/N) q/sg(q) inner_cell`` per row ``b`` (``inner``:
+    ``(M, D)``, one per cell), plus, with ``control_variate``, the zero-valued leave-one-out
+    baseline term of the score part (:func:`zoomin.estimators.count_control_variate`)."""
     terms = cells.weight.unsqueeze(-1) * inner
     if control_variate:
         baseline = estimators.leave_one_out_baseline(inner, cells.count, cells.row, n_groups)
