@@ -36,3 +36,15 @@ def test_training_step_trains_and_evaluates_every_method_of_a_dataset(tmp_path, 
         assert all(math.isfinite(v) and v > 0 for v in table[column]), column
     assert table["train_peak_mb"].isna().all()  # measured on CUDA only
     assert out.with_suffix(".md").read_text().count("| fmow") == 3
+
+
+def test_training_step_counts_the_ops_and_times_a_step_of_each_model_type(tmp_path):
+    script = load_script("training_step")
+    out = tmp_path / "steps.csv"
+    args = ["--steps", "--models", "zoomin", "ats", "--batches", "2", "4", "--min-seconds", "0", "--out", str(out)]
+    assert script.main(args) == 0
+
+    table = pd.read_csv(out)
+    assert list(zip(table["model"], table["batch"])) == [("zoomin", 2), ("zoomin", 4), ("ats", 2), ("ats", 4)]
+    assert (table["ops"] > 100).all() and (table["images_per_s"] > 0).all() and (table["steps_timed"] >= 2).all()
+    assert "error" not in table.columns

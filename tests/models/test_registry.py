@@ -240,10 +240,10 @@ def test_the_contrastive_branch_reads_where_the_attention_is_low(model_type):
     pass reads there, the contrastive pass (``normalise(1 - a)``) never does."""
     model = small_model(model_type)
     if model_type == "zoomin":
-        model.tile_logits = lambda images: [torch.tensor([60.0] + [0.0] * 15).reshape(4, 4) for _ in images]
+        model._batch_tile_logits = lambda images, grids, shape: torch.tensor([60.0] + [0.0] * 15).reshape(1, 4, 4)
         inside = 16.0  # the first tile: [0, 16) px
     else:
-        model.attention_logits = lambda images: [torch.tensor([60.0] + [0.0] * 255).reshape(16, 16) for _ in images]
+        model._batch_logits = lambda images, shapes, shape: torch.tensor([60.0] + [0.0] * 255).reshape(1, 16, 16)
         inside = 4.0  # the first position's centre is (2, 2); the next are 4 px further
     spy = SpyImage(random_image(7, 64, 64))
     model([spy], torch.Generator().manual_seed(0))

@@ -179,7 +179,7 @@ def test_the_contrastive_gradient_reaches_the_attention_nets_through_the_complem
         }
 
     assert gradients() == {"a": True, "b": True, "f": True, "g": True}
-    monkeypatch.setattr(zoomin_net, "complement", lambda probs: complement(probs).detach())
+    monkeypatch.setattr(zoomin_net, "complement", lambda probs, *support: complement(probs, *support).detach())
     assert gradients() == {"a": False, "b": False, "f": True, "g": True}
 
 

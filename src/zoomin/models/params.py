@@ -59,6 +59,9 @@ class ZoomInParams(ModelParams):
     tissue_only: bool = param(
         False, doc="whole slides: no stage-1 attention on tiles without tissue (the slide cache's tissue mask)"
     )
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def check(self) -> None:
         if not self.s1 < 1:
@@ -90,6 +93,9 @@ class ATSParams(ModelParams):
     feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
     replace: bool = param(False, doc="draw with replacement (else Gumbel-top-k without)")
     attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def view_scales(self) -> tuple[float, ...]:
         return (self.scale,)
