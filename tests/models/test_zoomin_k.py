@@ -197,11 +197,14 @@ def test_three_stages_read_the_views_of_drawn_regions_only():
     assert all(call[-1] == 5 for call in spy.calls if call[0] == "patches")
 
 
-def test_the_exact_three_stage_representation_is_the_mean_over_every_reachable_subtile():
+@pytest.mark.parametrize("on_tissue", [False, True])
+def test_the_exact_three_stage_representation_is_the_mean_over_every_reachable_subtile(on_tissue):
     """Flat attention and mean-colour features: ``exact_representation`` is the plain mean over the
-    leaf tiles that start inside the image (16 px tiles of a 48 x 40 image: 3 x 3, of 32 px regions)
-    of the mean of their 8 x 8 sub-tiles' mean colours, weighted by 1/regions x 1/tiles of the region."""
-    model = three_stages()
+    reachable regions of the mean over their reachable tiles of the tile's mean sub-tile colour
+    (16 px tiles of a 48 x 40 image: 3 x 3 tiles that start inside it, in 2 x 2 regions of 32 px;
+    each tile's 8 x 8 sub-tiles). With ``tissue_only`` only tissue tiles are reachable, and a
+    region without tissue (the lower left) gets nothing."""
+    model = three_stages(tissue_only=on_tissue)
     model.features = MeanColour()
     for net in model.stage_attention:
         flatten(net)
@@ -213,9 +216,34 @@ def test_the_exact_three_stage_representation_is_the_mean_over_every_reachable_s
             centres = torch.cartesian_prod(steps + 16 * row, steps + 16 * col)
             tile_means[row, col] = image.patches(centres, 5).mean(dim=(0, 2, 3))
     regions = {(0, 0): [(0, 0), (0, 1), (1, 0), (1, 1)], (0, 1): [(0, 2), (1, 2)], (1, 0): [(2, 0), (2, 1)], (1, 1): [(2, 2)]}
+    if on_tissue:
+        tissue = np.zeros((3, 3), dtype=bool)
+        tissue[[0, 1, 0, 2], [0, 1, 2, 2]] = True
+        image = TissueImage(image, tissue, 16)
+        regions = {(0, 0): [(0, 0), (1, 1)], (0, 1): [(0, 2)], (1, 1): [(2, 2)]}
     expected = sum(sum(tile_means[t] for t in tiles) / len(tiles) for tiles in regions.values()) / len(regions)
     with torch.no_grad():
         torch.testing.assert_close(model.exact_representation(image).float(), expected.float(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("entropy_scale", ["image", "entry"])
+def test_every_training_loss_takes_three_stages(entropy_scale):
+    """The contrastive loss, the mask loss (over the stage-1 map and each drawn region's map of its
+    tiles) and both entropy scales train every net of a K = 3 model."""
+    from zoomin.training.losses import LossConfig, total_loss
+
+    model = three_stages()
+    batch = images(((64, 64), (50, 70)))
+    masks = [torch.zeros(64, 64), torch.zeros(50, 70)]
+    masks[0][10:20, 40:50] = 1.0
+    config = LossConfig(entropy_weight=0.1, entropy_scale=entropy_scale, contrastive=True, mask_weight=10.0)
+    generator = torch.Generator().manual_seed(0)
+    out = model(batch, generator)
+    parts = total_loss(out, torch.tensor([1, 0]), config, model=model, images=batch, generator=generator, masks=masks)
+    assert all(torch.isfinite(getattr(parts, name)) for name in ("total", "contrastive", "entropy", "mask"))
+    assert parts.contrastive > 0 and parts.mask > 0
+    parts.total.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 # ----------------------------------------------------------------------------- N from the data

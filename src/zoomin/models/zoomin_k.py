@@ -185,7 +185,7 @@ class ZoomInKNet(AttentionSamplingClassifier):
             owners = np.zeros(len(corners), dtype=np.int64)
             log_p, support = self._inner_log_probs(stage, [image], owners, corners, tissue)
             per_side = self.regions[stage - 1] // self.regions[stage]
-            keep = support.reshape(-1).cpu().numpy()  # the cells the image reaches
+            keep = support.reshape(-1).cpu().numpy()  # the cells the image reaches (a region off the tissue has none)
             cells = np.tile(np.arange(per_side * per_side), len(corners))[keep]
             parents = np.repeat(np.arange(len(corners)), per_side * per_side)[keep]
             weights = (weights[:, None] * log_p.exp()).reshape(-1)[torch.from_numpy(keep).to(weights.device)]
