@@ -61,6 +61,17 @@ def test_a_table_may_take_the_first_runs_only_and_the_runs_it_skips_are_not_trai
     assert every.runs_used("colon", "zoomin_lambda0") == ("r0f0", "r0f1", "r0f2")
 
 
+def test_a_method_may_train_fewer_runs_and_its_rows_aggregate_those():
+    experiment = zconfig.prepare(_with(lambda c: c["methods"]["cnn"].update(runs=1)))
+    assert experiment.runs_used("colon", "cnn") == ("r0f0",)
+    assert experiment.runs_used("colon", "ats") == ("r0f0", "r0f1", "r0f2")
+    table1 = experiment.table_runs("table1")
+    assert [run for d, m, run in table1 if (d, m) == ("colon", "cnn")] == ["r0f0"]
+    assert [run for d, m, run in table1 if (d, m) == ("colon", "ats")] == ["r0f0", "r0f1", "r0f2"]
+    with pytest.raises(ConfigError, match="methods.cnn.runs"):
+        zconfig.prepare(_with(lambda c: c["methods"]["cnn"].update(runs=0)))
+
+
 BAD_TABLES = {
     "a table taking no runs": (lambda c: c["tables"]["table4"].update(runs=0), "tables.table4.runs"),
     "unknown dataset in a row": (
