@@ -8,6 +8,7 @@ long the work took: benchmarks/startup.py adds those lines up per rule.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -49,6 +50,12 @@ def run_script(snakemake: Any, body: Callable[[], Any]) -> None:
         log.exception("failed")
         raise
     log.info("work: %.2f s", time.perf_counter() - begun)
+    # The interpreter's exit collects every object of the imported libraries, about 2 s for a
+    # training job's torch, sympy and torch._dynamo (0.5 s frozen; benchmarks/README.md, "Job
+    # start-up"), while Snakemake keeps the job's core. Frozen objects are skipped by those
+    # collections; the atexit handlers (the log files' flush) and finalizers still run, and the
+    # rule's outputs are complete and closed by now.
+    gc.freeze()
 
 
 def process_age() -> float | None:
