@@ -8,7 +8,10 @@ A whole-slide image is never read whole at full resolution:
   ``view_rows(scale, top, stop)`` reads one band of its rows the same way (streamed inference).
 * ``region_view(top, left, size, scale)`` reads only that region, at the best level for ``scale``,
   and resizes it (box filter) to ``round(size * scale)`` pixels.
-* ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre.
+* ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre, with
+  ``read_workers`` threads (:meth:`~zoomin.data.slide_reader.SlideReader.read_many`; the same
+  pixels in the same order as one by one), by default as many as torch may use: the cores the
+  job was given, idle while the model waits for its patches (benchmarks/README.md, "Data path").
 * ``tile_mask(tile_size)`` says which tiles of the model's tile grid contain tissue (from the
   cache's tissue mask), so a model may give background tiles zero attention without reading them.
 
@@ -41,13 +44,18 @@ from zoomin.image_access import ImageAccess, patch_corner, scale_key, scaled_len
 
 log = logging.getLogger(__name__)
 
+# The default's bound: one call reads a few dozen patches (Zoom-In's N sub-tiles, MIL's instances).
+MAX_READ_WORKERS = 8
+
 
 class SlideImage(ImageAccess):
     """A whole-slide image seen through :class:`~zoomin.image_access.ImageAccess`.
 
     ``cache_path`` is the slide's HDF5 cache (may be ``None``: views are then rendered from the
     pyramid and the tissue mask computed on demand). ``max_read_pixels`` bounds how much of one
-    pyramid level a single read may decode.
+    pyramid level a single read may decode. ``read_workers`` threads read the patches of one
+    ``patches`` call (1: one after the other; ``None``: ``torch.get_num_threads()`` at the call,
+    at most ``MAX_READ_WORKERS``).
     """
 
     def __init__(
@@ -55,10 +63,12 @@ class SlideImage(ImageAccess):
         slide_path: str | Path,
         cache_path: str | Path | None = None,
         max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
+        read_workers: int | None = None,
     ):
         self.slide_path = Path(slide_path)
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.reader = SlideReader(self.slide_path, max_read_pixels)
+        self.read_workers = read_workers
         self._cache: h5py.File | None = None
         self._views: dict[float, np.ndarray] = {}
         self._size: tuple[int, int] | None = None
@@ -163,9 +173,11 @@ class SlideImage(ImageAccess):
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         rows = torch.as_tensor(centres).reshape(-1, 2).tolist()
+        boxes = [(patch_corner(cy, size), patch_corner(cx, size), size, size) for cy, cx in rows]
         stack = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-        for index, (cy, cx) in enumerate(rows):
-            stack[index] = self.reader.read(0, patch_corner(cy, size), patch_corner(cx, size), size, size)
+        workers = self.read_workers or min(MAX_READ_WORKERS, torch.get_num_threads())
+        for index, pixels in enumerate(self.reader.read_many(0, boxes, workers)):
+            stack[index] = pixels
         return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
 
     # -- tissue --------------------------------------------------------------------------------

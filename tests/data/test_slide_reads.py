@@ -1,0 +1,81 @@
+"""A slide's patches read by several threads: the same pixels, in the order asked, counted once;
+an OpenSlide error closes the handle only once no thread uses it; the default follows torch's threads."""
+
+from __future__ import annotations
+
+import time
+
+import openslide
+import pytest
+import torch
+
+from tests.real.fixtures_slides import make_slide
+from zoomin.data.slide_access import MAX_READ_WORKERS, SlideImage
+from zoomin.errors import InputFileError
+from zoomin.image_access import InMemoryImage
+
+# Inside, across tile borders, on the corners and edges (zero-padded outside the slide).
+CENTRES = torch.tensor([[100, 100], [1024.5, 1000], [0, 0], [2047, 2047], [740, 640], [255, 257], [2047, 0],
+                        [1500, 300], [64, 1900], [1023, 1023]])
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory):
+    return make_slide(tmp_path_factory.mktemp("reads") / "slide.tif")
+
+
+@pytest.mark.parametrize("workers", [1, 3, 8])
+def test_threads_read_the_known_pixels_in_order(truth, workers):
+    with SlideImage(truth.path, read_workers=workers) as image:
+        got = image.patches(CENTRES, 50)
+        assert torch.equal(got, InMemoryImage(truth.pixels).patches(CENTRES, 50))
+        assert image.read_stats == {0: len(CENTRES) * 50 * 50}
+
+
+def test_the_order_is_kept_when_the_first_read_ends_last(truth):
+    with SlideImage(truth.path, read_workers=4) as image:
+        region = image.reader._region
+        finished = []
+
+        def slow_first(level, top, left, height, width):
+            if (top, left) == (75, 75):  # the first centre's patch
+                time.sleep(0.2)
+            pixels = region(level, top, left, height, width)
+            finished.append((top, left))
+            return pixels
+
+        image.reader._region = slow_first
+        got = image.patches(CENTRES, 50)
+    assert finished[-1] == (75, 75)  # read by threads: the slow first read ended last
+    assert torch.equal(got, InMemoryImage(truth.pixels).patches(CENTRES, 50))
+
+
+def test_an_openslide_error_names_the_file_and_closes_the_handle(truth):
+    image = SlideImage(truth.path, read_workers=4)
+    handle = image.reader.slide
+    original = handle.read_region
+    calls = []
+
+    def failing(location, level, size):
+        calls.append(location)
+        if len(calls) == 3:
+            raise openslide.OpenSlideError("TIFFReadEncodedTile failed")
+        return original(location, level, size)
+
+    handle.read_region = failing
+    with pytest.raises(InputFileError, match="slide.tif"):
+        image.patches(CENTRES, 50)
+    assert len(calls) == len(CENTRES)  # every submitted read ran before the handle was closed
+    assert image.reader._slide is None and not image.read_stats
+    assert torch.equal(image.patches(CENTRES[:2], 50), InMemoryImage(truth.pixels).patches(CENTRES[:2], 50))
+
+
+@pytest.mark.parametrize(("torch_threads", "expected"), [(1, 1), (3, 3), (64, MAX_READ_WORKERS)])
+def test_the_default_reads_with_torchs_threads(truth, monkeypatch, torch_threads, expected):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: torch_threads)
+    with SlideImage(truth.path) as image:
+        asked = []
+        read_many = image.reader.read_many
+        image.reader.read_many = lambda level, boxes, workers: asked.append(workers) or read_many(level, boxes, workers)
+        image.patches(CENTRES, 16)
+    assert asked == [expected]
