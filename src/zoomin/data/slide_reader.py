@@ -129,16 +129,23 @@ class SlideReader:
         if workers <= 1:
             return [self.read(level, *box) for box in boxes]
         _ = self.slide, self.level_downsamples, self.level_dimensions  # opened and asked before threads share them
+
+        def read_share(first: int) -> list[np.ndarray]:  # every workers-th box: one task per thread
+            return [self._region(level, *box) for box in boxes[first::workers]]
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slide-read") as pool:
-            futures = [pool.submit(self._region, level, *box) for box in boxes]
-        # Every read has ended here, so an error closes a handle that no thread still uses.
+            futures = [pool.submit(read_share, first) for first in range(workers)]
+        # Every thread has ended here, so an error closes a handle that no thread still uses.
         error = next((future.exception() for future in futures if future.exception() is not None), None)
         if error is not None:
             self.close()
             raise error
+        pixels: list[np.ndarray] = [np.empty(0)] * len(boxes)
+        for first, future in enumerate(futures):
+            pixels[first::workers] = future.result()
         for _, _, height, width in boxes:  # counted here: a Counter is not safe to update from threads
             self._count(level, height, width)
-        return [future.result() for future in futures]
+        return pixels
 
     def _count(self, level: int, height: int, width: int) -> None:
         if height > 0 and width > 0:
