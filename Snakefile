@@ -1,6 +1,7 @@
 # zoomin: the Zoom-In network's experiments as a Snakemake workflow.
 #   snakemake --cores 8 results/table1.csv          (embedded default: synthetic data, CPU)
 #   snakemake --cores 8 results/table1.csv results/table2.csv --configfile config/paper.yaml   (real datasets)
+#   snakemake --cores 2 learnability                (the learnability map; not part of `all`)
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -22,6 +23,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/learnability.smk"
 
 
 rule all:

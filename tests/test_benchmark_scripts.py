@@ -38,6 +38,18 @@ def test_training_step_trains_and_evaluates_every_method_of_a_dataset(tmp_path, 
     assert out.with_suffix(".md").read_text().count("| fmow") == 3
 
 
+def test_training_step_counts_the_ops_and_times_a_step_of_each_model_type(tmp_path):
+    script = load_script("training_step")
+    out = tmp_path / "steps.csv"
+    args = ["--steps", "--models", "zoomin", "ats", "--batches", "2", "4", "--min-seconds", "0", "--out", str(out)]
+    assert script.main(args) == 0
+
+    table = pd.read_csv(out)
+    assert list(zip(table["model"], table["batch"])) == [("zoomin", 2), ("zoomin", 4), ("ats", 2), ("ats", 4)]
+    assert (table["ops"] > 100).all() and (table["images_per_s"] > 0).all() and (table["steps_timed"] >= 2).all()
+    assert "error" not in table.columns
+
+
 def test_startup_logs_add_up_start_up_setup_and_work_per_rule(tmp_path):
     """``benchmarks/startup.py logs`` on job logs as run_script and the training loop write them."""
     script = load_script("startup")

@@ -35,6 +35,7 @@ FORBIDDEN_AT_START: dict[str, set[str]] = {
     # tables and claims read CSV and JSON files
     "make_table": NO_TORCH | {"seaborn"},
     "make_claims": NO_TORCH | {"seaborn", "scipy"},
+    "learnability": NO_TORCH | {"seaborn"},  # the learnability sweep's table and figure
     # figures import their drawing code when they draw; those that run no model never import torch
     "plot_curves": {"torch", "torchvision"},
     "plot_budget": NO_TORCH,

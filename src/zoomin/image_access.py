@@ -18,7 +18,12 @@ defaults answer for an image that does not (:class:`ImageAccess`):
   (:func:`view_shape`);
 * ``tile_mask(tile_size)`` -- which tiles hold tissue (whole slides); ``None``: not known;
 * ``source`` -- the file the pixels come from (what identifies an image across epochs);
-* ``mpp`` -- level-0 microns per pixel (slides that record it).
+* ``mpp`` -- level-0 microns per pixel (slides that record it);
+* ``view_array(scale)``, ``region_array(top, left, size, scale)``, ``patch_arrays(centres, size)``
+  -- the same pixels as ``uint8`` arrays, channels last, before their conversion to float: the
+  batched models read a whole batch through them (:mod:`zoomin.models.batching`) and convert it to
+  a tensor once, instead of once per image, tile and patch; ``None``: the image has no such reader
+  and is read through the tensor methods. Both must give the same pixels.
 
 :class:`InMemoryImage` keeps the pixels as a NumPy ``uint8`` array (outside torch), so a
 model that reads it never allocates a full-resolution tensor. :class:`DeviceTensorImage` keeps the
@@ -84,6 +89,19 @@ class ImageAccess(ABC):
     @property
     def mpp(self) -> float | None:
         """Level-0 microns per pixel (``None``: the image does not say)."""
+        return None
+
+    def view_array(self, scale: float) -> np.ndarray | None:
+        """``view(scale)`` as HxWxC uint8; ``None``: no uint8 reader."""
+        return None
+
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray | None:
+        """``region_view(...)`` as HxWxC uint8; ``None``: no uint8 reader."""
+        return None
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray | None:
+        """``patches(centres, size)`` as NxHxWxC uint8 (``centres``: any ``(n, 2)`` array-like);
+        ``None``: no uint8 reader."""
         return None
 
 
@@ -198,24 +216,32 @@ class InMemoryImage(ImageAccess):
     def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
         return to_chw_float(self.view_array(scale)[top:stop])
 
-    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray:
+        """The region of :meth:`region_view` as HxWx3 uint8 (computed once, then kept)."""
         key = (top, left, size, float(scale))
         if key not in self._regions:
             side = scaled_length(size, scale)
             self._regions[key] = resize_uint8(crop_padded(self._pixels, top, left, size, size), side, side)
-        return to_chw_float(self._regions[key])
+        return self._regions[key]
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return to_chw_float(self.region_array(top, left, size, scale))
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray:
+        """The patches of :meth:`patches` as NxHxWx3 uint8 (``centres``: any ``(n, 2)`` array-like)."""
+        if hasattr(centres, "detach"):  # a tensor, perhaps on a GPU
+            centres = centres.detach().cpu()
+        rows = np.asarray(centres, dtype=np.float64).reshape(-1, 2).tolist()
+        if not rows:
+            return np.zeros((0, size, size, self.channels), dtype=np.uint8)
+        return np.stack(
+            [crop_padded(self._pixels, patch_corner(cy, size), patch_corner(cx, size), size, size) for cy, cx in rows]
+        )
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         import torch
 
-        centres = torch.as_tensor(centres).reshape(-1, 2).tolist()
-        stack = np.stack(
-            [
-                crop_padded(self._pixels, patch_corner(cy, size), patch_corner(cx, size), size, size)
-                for cy, cx in centres
-            ]
-        ) if centres else np.zeros((0, size, size, self.channels), dtype=np.uint8)
-        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(self.patch_arrays(centres, size)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
 class CountingImage(ImageAccess):
@@ -257,6 +283,21 @@ class CountingImage(ImageAccess):
     @property
     def mpp(self) -> float | None:
         return self.image.mpp
+
+    def view_array(self, scale: float) -> np.ndarray | None:
+        return self._counted_array(self.image.view_array(scale))
+
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray | None:
+        return self._counted_array(self.image.region_array(top, left, size, scale))
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray | None:
+        return self._counted_array(self.image.patch_arrays(centres, size))
+
+    def _counted_array(self, array: np.ndarray | None) -> np.ndarray | None:
+        """The uint8 readers hand out the same pixels as the tensor readers: counted the same way."""
+        if array is not None:
+            self.values += int(array.size)
+        return array
 
     def _counted(self, tensor: torch.Tensor) -> torch.Tensor:
         self.values += int(tensor.numel())

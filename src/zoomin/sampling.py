@@ -60,6 +60,12 @@ def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.topk(scores.detach(), min(k, scores.shape[-1]), dim=-1, sorted=True).indices
 
 
-def counts(indices: torch.Tensor, n: int) -> torch.Tensor:
-    """How often each of ``n`` positions occurs in a 1-D tensor of draws."""
-    return torch.bincount(indices.reshape(-1), minlength=n)
+def counts(indices: torch.Tensor, n: int, kept: torch.Tensor | None = None) -> torch.Tensor:
+    """How often each of ``n`` positions occurs in each row of draws: ``(..., N)`` -> ``(..., n)``.
+
+    ``kept`` (``(..., N)`` bool) counts only the draws it marks.
+    """
+    ones = torch.ones_like(indices) if kept is None else kept.long()
+    return torch.zeros(indices.shape[:-1] + (n,), dtype=torch.long, device=indices.device).scatter_add_(
+        -1, indices, ones
+    )

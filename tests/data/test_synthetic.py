@@ -24,6 +24,7 @@ TINY = {
     "traffic_signs": {"n_images": 8, "image_size": [200, 150]},
     "fmow": {"n_images": 8, "image_size": 128, "n_classes": 4},
     "needle_mnist": {"n_images": 6, "image_size": 128},
+    "parametric": {"n_train": 4, "n_val": 2, "n_test": 2, "image_size": 64, "ratio": 0.02},
 }
 # The traffic-sign stand-in as config/config.yaml draws it (pattern glyphs).
 EMBEDDED_TRAFFIC = {"image_size": [320, 240], "glyph": "pattern", "sign_min": 28, "sign_max": 34, "distractors": "other"}
@@ -33,6 +34,7 @@ EXPECTED = {
     "traffic_signs": (["EMPTY", "50", "70", "80"], {"train", "test"}),
     "fmow": (["airport", "amusement_park", "aquaculture", "archaeological_site"], {"train", "test"}),
     "needle_mnist": (["negative", "positive"], {"train", "val", "test"}),
+    "parametric": (["negative", "positive"], {"train", "val", "test"}),
 }
 
 
@@ -59,7 +61,8 @@ def test_generation_is_deterministic_and_valid(kind, tmp_path):
     dataset = read_constructed(tmp_path / "a")
     classes, splits = EXPECTED[kind]
     assert list(dataset.classes) == classes and dataset.kind == "image" and dataset.seed == 5
-    assert len(dataset) == TINY[kind]["n_images"]
+    sizes = TINY[kind]
+    assert len(dataset) == sizes.get("n_images", sum(sizes.get(f"n_{s}", 0) for s in ("train", "val", "test")))
     assert {r.split for r in dataset.records} == splits
     assert {r.label for r in dataset.records} == set(classes)  # every class present
     for record in dataset.records:

@@ -1,5 +1,6 @@
 """IPS: chunk-by-chunk selection keeps the bag's best M (exactly, with one head), its memory stays
-bounded by M + I, only tissue is read, the slide is classified from the selected instances, it trains."""
+bounded by M + I, only tissue is read, the slide is classified from the selected instances, and it
+learns bags in which one instance carries the label -- which selecting at random does not."""
 
 from __future__ import annotations
 
@@ -69,9 +70,25 @@ def test_memory_stays_bounded_and_only_tissue_is_read():
     assert read <= set(np.flatnonzero(tissue).tolist()) and len(read) == 3
 
 
-def test_it_learns_bags_whose_instances_carry_the_bag_label():
-    before, after = accuracy_before_and_after_training(small_ips())
-    assert before <= 0.75 and after == 1.0
+LEARNING = {"memory": 4, "chunk": 8, "heads": 1}  # 4 of the 20 instances kept, two chunks of 8 after the first 4
+
+
+@pytest.mark.slow
+def test_it_learns_bags_in_which_one_instance_carries_the_label():
+    """The cross-attention must learn to keep and weigh the one checkered instance among 20 (held-out
+    accuracy 1.0 for initialisation seeds 0-2; about 8 s)."""
+    before, after = accuracy_before_and_after_training(small_ips(**LEARNING), steps=100, lr=3e-3)
+    assert before <= 0.6 and after >= 0.9
+
+
+@pytest.mark.slow
+def test_selecting_instances_at_random_stays_at_chance():
+    """The broken variant: M instances kept at random (the cue is among them in 4 of 20 positive bags)."""
+    model = small_ips(**LEARNING)
+    draws = torch.Generator().manual_seed(5)
+    model.select = lambda image, centres: torch.randperm(len(centres), generator=draws)[:4].sort().values
+    _, after = accuracy_before_and_after_training(model, steps=100, lr=3e-3)
+    assert after <= 0.65
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Top-instance MIL: the bag is the tissue cells, the slide's logits are its top instance's, chunking
-changes nothing, it trains, and it reads full resolution only where there is tissue."""
+changes nothing, it reads full resolution only where there is tissue, and it learns bags in which
+one instance carries the label -- which choosing the instance at random does not."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 from tests.models.test_registry import SpyImage
+from tests.training.learning_problem import accuracy, one_instance_bags, train_steps
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
@@ -99,37 +101,33 @@ def test_below_full_resolution_the_instances_are_region_views():
     assert out.attention[0].stage1.probs.shape == (4, 5)
 
 
-def checkered_bag(seed: int, positive: bool) -> InMemoryImage:
-    """A 32 x 40 image of noise, or for a positive one a 1-pixel checkerboard with noise on top."""
-    pixels = noise_image(seed)
-    if positive:
-        board = np.indices(pixels.shape[:2]).sum(axis=0) % 2 * 60 - 30
-        pixels = (pixels.astype(int) + board[:, :, None]).astype(np.uint8)
-    return InMemoryImage(pixels)
+def accuracy_before_and_after_training(model: torch.nn.Module, steps: int, lr: float) -> tuple[float, float]:
+    """Held-out accuracy on 64 one-instance bags (:func:`one_instance_bags`, 4 x 5 instances of 8 px)
+    before and after ``steps`` Adam steps of the training loss (with the model's own terms) on 64 others."""
+    images, labels = one_instance_bags(64, seed=0)
+    held_out, held_out_labels = one_instance_bags(64, seed=1)
+    before = accuracy(model, held_out, held_out_labels)
+    train_steps(model, images, labels, steps, lr=lr)
+    return before, accuracy(model, held_out, held_out_labels)
 
 
-def accuracy_before_and_after_training(model: torch.nn.Module, steps: int = 20) -> tuple[float, float]:
-    """Held-out accuracy on checkered bags before and after ``steps`` Adam steps on eight of them."""
-    images = [checkered_bag(seed, positive=seed % 2 == 1) for seed in range(8)]
-    labels = torch.tensor([seed % 2 for seed in range(8)])
-    held_out = [checkered_bag(seed, positive=seed % 2 == 1) for seed in range(50, 58)]
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with torch.no_grad():
-        before = float((model(held_out).logits.argmax(1) == labels).float().mean())
-    for _ in range(steps):
-        optimiser.zero_grad()
-        torch.nn.functional.cross_entropy(model(images).logits, labels).backward()
-        optimiser.step()
-    with torch.no_grad():
-        after = float((model(held_out).logits.argmax(1) == labels).float().mean())
-    return before, after
+@pytest.mark.slow
+def test_it_learns_bags_in_which_one_instance_carries_the_label():
+    """A positive bag holds one checkered instance among 20: training on the top instance finds it
+    (held-out accuracy 1.0 for initialisation seeds 0-2; about 4 s)."""
+    before, after = accuracy_before_and_after_training(small_mil(chunk=20), steps=100, lr=1e-2)
+    assert before <= 0.6 and after >= 0.9
 
 
-def test_it_learns_bags_whose_instances_carry_the_bag_label():
-    """The training path end to end (which instance is chosen is tested above): when every instance
-    carries its bag's label, a few steps separate unseen bags."""
-    before, after = accuracy_before_and_after_training(small_mil())
-    assert before <= 0.75 and after == 1.0
+@pytest.mark.slow
+def test_choosing_the_instance_at_random_stays_at_chance():
+    """The broken variant: the same training with the instance ranked at random instead of by the
+    network (1/20 of the positive bags' chosen instances carry the cue)."""
+    model = small_mil(chunk=20)
+    ranks = torch.Generator().manual_seed(5)
+    model.instance_scores = lambda image, centres: torch.rand(len(centres), generator=ranks)
+    _, after = accuracy_before_and_after_training(model, steps=100, lr=1e-2)
+    assert after <= 0.65
 
 
 @pytest.mark.parametrize(("params", "key"), [({"patch": 4}, "patch"), ({"width": 0}, "width"), ({"chunk": 0}, "chunk"), ({"patch": 20, "scale": 0.25}, "scale")])

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.models.test_mil import TissueImage, TissueSpy, accuracy_before_and_after_training, noise_image
+from tests.models.test_mil import TissueImage, TissueSpy, noise_image
 from tests.models.test_registry import SpyImage
 from zoomin.errors import ConfigError
 from zoomin.image_access import InMemoryImage
@@ -29,15 +29,7 @@ def small_mrmil(**overrides) -> torch.nn.Module:
 
 
 class CentreSpy(SpyImage):
-    """A spy that also keeps the centres of every ``patches`` request (the stage-2 reads)."""
-
-    def __init__(self, image):
-        super().__init__(image)
-        self.centres: list[torch.Tensor] = []
-
-    def patches(self, centres, size):
-        self.centres.append(torch.as_tensor(centres).clone())
-        return super().patches(centres, size)
+    """A spy that tells which cells its ``patches`` requests (the stage-2 reads) were centred on."""
 
     def cells(self, patch: int, cols: int) -> list[int]:
         """Flat indices (into the grid of ``patch`` px cells, ``cols`` wide) of every patch read."""
@@ -150,6 +142,32 @@ def test_gradients_reach_both_stages_and_stage1_learns_from_its_own_loss_only():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stage2)
     auxiliary.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in stage1)
+
+
+def checkered_bag(seed: int, positive: bool) -> InMemoryImage:
+    """A 32 x 40 image of noise, or for a positive one a 1-pixel checkerboard with noise on top."""
+    pixels = noise_image(seed)
+    if positive:
+        board = np.indices(pixels.shape[:2]).sum(axis=0) % 2 * 60 - 30
+        pixels = (pixels.astype(int) + board[:, :, None]).astype(np.uint8)
+    return InMemoryImage(pixels)
+
+
+def accuracy_before_and_after_training(model: torch.nn.Module, steps: int = 20) -> tuple[float, float]:
+    """Held-out accuracy on checkered bags before and after ``steps`` Adam steps on eight of them."""
+    images = [checkered_bag(seed, positive=seed % 2 == 1) for seed in range(8)]
+    labels = torch.tensor([seed % 2 for seed in range(8)])
+    held_out = [checkered_bag(seed, positive=seed % 2 == 1) for seed in range(50, 58)]
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        before = float((model(held_out).logits.argmax(1) == labels).float().mean())
+    for _ in range(steps):
+        optimiser.zero_grad()
+        torch.nn.functional.cross_entropy(model(images).logits, labels).backward()
+        optimiser.step()
+    with torch.no_grad():
+        after = float((model(held_out).logits.argmax(1) == labels).float().mean())
+    return before, after
 
 
 def test_it_learns_bags_whose_instances_carry_the_bag_label():

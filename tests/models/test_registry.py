@@ -1,4 +1,5 @@
-"""Model construction, output shapes, determinism and image access of every model type."""
+"""Model construction, output shapes, the meters on every model type, the exact and contrastive
+representations, determinism and image access of every model type."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from zoomin.errors import ConfigError, UserError
 from zoomin.image_access import ImageAccess, InMemoryImage
-from zoomin.measure import measure_inference
+from zoomin.measure import MB, measure_inference
 from zoomin.models import MODEL_TYPES, build_model
 from zoomin.models.output import Attention, ModelOutput
 
@@ -51,6 +54,7 @@ class SpyImage(ImageAccess):
     def __init__(self, image):
         self.image = image
         self.calls: list[tuple] = []
+        self.centres: list[torch.Tensor] = []  # of every patches() call, in order
         self.largest = 0
 
     @property
@@ -74,6 +78,7 @@ class SpyImage(ImageAccess):
         return self._record(("region_view", top, left, size, scale), region)
 
     def patches(self, centres, size):
+        self.centres.append(torch.as_tensor(centres).double())
         return self._record(("patches", len(centres), size), self.image.patches(centres, size))
 
     @property
@@ -110,11 +115,32 @@ def test_every_model_is_built_with_channels_last_convolutions(model_type):
     assert any(not p.is_contiguous() for p in kernels)  # some kernel is more than 1x1 over one channel
 
 
+def storage_bytes(module: nn.Module) -> int:
+    """Bytes of a module's parameters and buffers, each storage once (counted here, not by the meter)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in [*module.parameters(), *module.buffers()]}
+    return sum(storages.values())
+
+
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
 def test_the_evaluation_meters_measure_every_model_type(model_type):
-    """FLOPs, memory and time as the workflow's evaluation measures them (inference mode, module hooks)."""
-    cost = measure_inference(small_model(model_type), random_image(4, 64, 64), "cpu", seed=0, repeats=1, warmup=0)
-    assert cost["gflops"] > 0 and cost["peak_memory_mb"] > 0 and cost["time_ms"] > 0
+    """What the evaluation records for each model type (inference mode, the run's seed): the MACs of
+    the model's own inference pass with that seed, counted again here outside the meter; FLOPs twice
+    the MACs; the parameters' bytes; a peak that holds its largest single allocation; and more MACs
+    on an image 4 times larger (every model reads more of it: a view, a grid or a bag that grows)."""
+    model = small_model(model_type)
+    image = random_image(4, 64, 64)
+    cost = measure_inference(model, image, "cpu", seed=3, repeats=1, warmup=0)
+    model.eval().clear_caches()
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        model([image], generator=torch.Generator().manual_seed(3), sampling="sample")
+    assert cost["gmacs"] == pytest.approx(counter.get_total_flops() / 2e9) and cost["gmacs"] > 0
+    assert cost["gflops"] == pytest.approx(2 * cost["gmacs"])
+    assert cost["parameters_mb"] == pytest.approx(storage_bytes(model) / MB) and cost["input_mb"] == 0.0
+    assert cost["forward_peak_mb"] >= cost["largest_allocation_mb"] > 0
+    assert cost["peak_memory_mb"] == pytest.approx(cost["parameters_mb"] + cost["forward_peak_mb"])
+    assert cost["time_ms"] > 0
+    larger = measure_inference(model, random_image(5, 128, 128), "cpu", seed=3, repeats=1, warmup=0, timed=False)
+    assert larger["gmacs"] > cost["gmacs"]
 
 
 def test_zoomin_attention_is_consistent():
@@ -166,21 +192,96 @@ def test_tile_logits_average_the_attention_map_over_each_padded_tile():
     assert torch.allclose(logits, expected, atol=1e-6)
 
 
+class MeanColour(nn.Module):
+    """A feature net whose features are each patch's mean colour (3 values)."""
+
+    out_dim = 3
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        return patches.float().mean(dim=(2, 3))
+
+
+def flatten(net: nn.Module) -> None:
+    """Zero the last convolution of an attention net: equal logits, flat attention."""
+    last = [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+
+
 @pytest.mark.parametrize("model_type", ATTENTION_MODELS)
-def test_contrastive_and_exact_representation_shapes(model_type):
+def test_the_exact_representation_is_the_attention_weighted_mean_over_every_position(model_type):
+    """With flat attention and mean-colour features, ``exact_representation`` must be the plain mean
+    of the mean colours of the patches centred on every position, computed here from the pixels
+    with the centres of docs/method.md: Zoom-In's 16 tiles of 16 px, each an 8 x 8 stage-2 view
+    (centres 2 px apart from 1 px in); ATS's 16 x 16 view of a 64 px image (4 px apart from 2 px in)."""
     model = small_model(model_type)
-    images = [random_image(6), random_image(7, 48, 80)]
-    assert model.contrastive_logits(images, torch.Generator().manual_seed(0)).shape == (2, 3)
-    assert model.exact_representation(images[1]).shape == (model.features.out_dim,)
-    maps = model.attention_maps(images[0])
+    model.features = MeanColour()
+    for net in (model.tile_attention, model.subtile_attention) if model_type == "zoomin" else (model.attention,):
+        flatten(net)
+    image = random_image(6, 64, 64)
+    if model_type == "zoomin":
+        steps = torch.arange(32, dtype=torch.float64) * 2 + 1  # over the 4 tiles: 8 positions each
+        size = 5
+    else:
+        steps = torch.arange(16, dtype=torch.float64) * 4 + 2
+        size = 5
+    centres = torch.cartesian_prod(steps, steps)
+    expected = image.patches(centres, size).mean(dim=(0, 2, 3))
+    with torch.no_grad():
+        torch.testing.assert_close(model.exact_representation(image).float(), expected, rtol=1e-5, atol=1e-6)
+    maps = model.attention_maps(image)
     assert isinstance(maps, Attention) and maps.sampled is None and not maps.stage1.probs.requires_grad
 
 
-def test_resnet16_feature_net_runs():
+@pytest.mark.parametrize("model_type", ATTENTION_MODELS)
+def test_the_contrastive_branch_reads_where_the_attention_is_low(model_type):
+    """All the attention on the first tile (Zoom-In) or the first view position (ATS): the forward
+    pass reads there, the contrastive pass (``normalise(1 - a)``) never does."""
+    model = small_model(model_type)
+    if model_type == "zoomin":
+        model._batch_tile_logits = lambda images, grids, shape: torch.tensor([60.0] + [0.0] * 15).reshape(1, 4, 4)
+        inside = 16.0  # the first tile: [0, 16) px
+    else:
+        model._batch_logits = lambda images, shapes, shape: torch.tensor([60.0] + [0.0] * 255).reshape(1, 16, 16)
+        inside = 4.0  # the first position's centre is (2, 2); the next are 4 px further
+    spy = SpyImage(random_image(7, 64, 64))
+    model([spy], torch.Generator().manual_seed(0))
+    forward = torch.cat(spy.centres)
+    spy.centres.clear()
+    logits = model.contrastive_logits([spy], torch.Generator().manual_seed(0))
+    contrast = torch.cat(spy.centres)
+    assert logits.shape == (1, 3)
+
+    def in_first(centres: torch.Tensor) -> torch.Tensor:
+        return (centres[:, 0] < inside) & (centres[:, 1] < inside)
+
+    assert in_first(forward).any() and not in_first(contrast).any()
+    if model_type == "zoomin":
+        assert in_first(forward).all()  # every tile draw lands on the first tile
+
+
+def test_resnet16_feature_net_is_the_papers_table_6():
+    """docs/method.md §11.1: conv3x3 3->32, four pre-activation blocks of 32 channels with strides 1,
+    2, 2, 2 (1x1 projections where strided), BatchNorm + ReLU, global average pooling: 32 features,
+    nine 3x3 convolutions, an 8x smaller map before pooling; and Zoom-In runs it on its sub-tiles."""
+    from zoomin.models.features import PreActBlock, ResNet16Features
+
+    net = ResNet16Features().eval()
+    blocks = [m for m in net.modules() if isinstance(m, PreActBlock)]
+    assert [b.conv1.stride[0] for b in blocks] == [1, 2, 2, 2]
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert sum(c.kernel_size == (3, 3) for c in convs) == 9 and sum(c.kernel_size == (1, 1) for c in convs) == 3
+    assert {c.out_channels for c in convs} == {32}
+    maps = []
+    net.head.register_forward_hook(lambda module, inputs, output: maps.append(output.shape))
+    with torch.no_grad():
+        features = net(torch.rand(2, 3, 40, 40))
+    assert features.shape == (2, 32) and maps == [torch.Size([2, 32, 5, 5])]
     model = small_model("zoomin", feature="resnet16", attention_activation="relu")
     out = model([random_image(8)], torch.Generator().manual_seed(0))
-    assert out.logits.shape == (1, 3)
-    assert model.features.out_dim == 32
+    assert isinstance(model.features, ResNet16Features) and model.features.out_dim == 32
+    assert out.logits.shape == (1, 3) and torch.isfinite(out.logits).all()
 
 
 def test_lenet_feature_variants_differ_only_in_the_normalisation():

@@ -1,5 +1,6 @@
-"""Top-K patch selection: the perturbed top-k's gradient against finite differences, exact reading of
-only the needed patches, hard top-k at inference, the sigma schedule, learning, meters, bad params."""
+"""Top-K patch selection: the perturbed top-k's gradient against finite differences, the reference's
+diagonal backward as an option, exact reading of only the needed patches, hard top-k at inference,
+the sigma schedule, learning, meters, bad params."""
 
 from __future__ import annotations
 
@@ -79,12 +80,6 @@ def gradient_check() -> tuple[float, float]:
     return float(ratio.max()), float(tolerance.max())
 
 
-def diagonal_only(grad, positions, noise, sigma):
-    """The JAX reference's backward: ``sum_k g_kj E[f_kj Z_j] / sigma``, the diagonal of the Jacobian."""
-    f = F.one_hot(positions, noise.shape[1]).to(noise.dtype)
-    return (grad[None] * f * noise[:, None, :]).sum(dim=1).mean(dim=0) / sigma
-
-
 def times_k(grad, positions, noise, sigma):
     """The DPS port's backward: the full Jacobian multiplied by k."""
     return positions.shape[1] * ptopk.full_jacobian_vjp(grad, positions, noise, sigma)
@@ -95,7 +90,7 @@ def test_backward_is_the_gradient_of_the_expected_perturbed_output(monkeypatch):
     ratio, tolerance = gradient_check()
     assert ratio <= 1.0
     assert tolerance < 0.03  # entries of the Jacobian here are up to ~0.6: the check has teeth
-    monkeypatch.setattr(ptopk, "score_gradient", diagonal_only)
+    monkeypatch.setattr(ptopk, "score_gradient", ptopk.diagonal_vjp)  # the reference's: not the gradient of F
     assert gradient_check()[0] > 5.0
     monkeypatch.setattr(ptopk, "score_gradient", times_k)
     assert gradient_check()[0] > 5.0
@@ -119,6 +114,49 @@ def test_constant_upstream_gradient_gets_exactly_zero(monkeypatch):
     assert torch.allclose(gradient(), torch.zeros(30), atol=1e-5)
     monkeypatch.setattr(ptopk, "score_gradient", uncentred)
     assert gradient().abs().max() > 10
+
+
+def test_the_diagonal_backward_is_the_diagonal_of_the_same_draws_jacobian():
+    """``backward="diagonal"`` (the reference's training operator) against the Monte Carlo Jacobian
+    of the same draws, ``J[i, j, l] = mean_s f_s[i, j] Z_s[l] / sigma``: it is ``sum_i g_il J[i, l, l]``,
+    while the exact estimator without its control variate is the whole ``sum_ij g_ij J[i, j, l]``.
+    The off-diagonal part it drops is not small here."""
+    n, k, sigma, draws = 6, 2, 0.3, 400
+    noise = torch.randn((draws, n), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    upstream = torch.randn((k, n), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    scores = torch.tensor([0.1, 0.5, 0.45, 0.9, 0.3, 0.6], dtype=torch.float64, requires_grad=True)
+    indicators = ptopk.perturbed_topk(scores, k, sigma, noise, backward="diagonal")
+    (indicators * upstream).sum().backward()
+
+    positions = ptopk.topk_positions(scores.detach()[None] + sigma * noise, k)
+    f = F.one_hot(positions, n).double()  # (S, k, n)
+    jacobian = torch.einsum("sij,sl->ijl", f, noise) / (draws * sigma)
+    diagonal = torch.einsum("il,ill->l", upstream, jacobian)
+    full = torch.einsum("ij,ijl->l", upstream, jacobian)
+    torch.testing.assert_close(scores.grad, diagonal)
+    torch.testing.assert_close(uncentred(upstream, positions, noise, sigma), full)
+    assert (full - diagonal).abs().max() > 0.1
+    assert torch.equal(indicators, ptopk.perturbed_topk(scores.detach(), k, sigma, noise))  # same forward
+    with pytest.raises(ValueError, match="backward"):
+        ptopk.perturbed_topk(scores, k, sigma, noise, backward="full")
+
+
+def test_the_model_trains_with_the_backward_its_params_name(monkeypatch):
+    calls = []
+    diagonal = ptopk.diagonal_vjp
+
+    def spy(grad, positions, noise, sigma):
+        calls.append(positions.shape)
+        return diagonal(grad, positions, noise, sigma)
+
+    monkeypatch.setattr(ptopk, "diagonal_vjp", spy)
+    image = random_image(10, 64, 64)
+    small_model(sigma=0.3)([image], torch.Generator().manual_seed(0)).logits.sum().backward()
+    assert calls == []  # the default is the exact gradient
+    assert TopKParams().backward == "exact"
+    model = small_model(sigma=0.3, backward="diagonal")
+    model([image], torch.Generator().manual_seed(0)).logits.sum().backward()
+    assert len(calls) == 1 and model.scorer.layers[1].weight.grad.abs().sum() > 0
 
 
 def test_soft_indicators_are_sorted_by_position_and_sum_to_one():
@@ -316,6 +354,7 @@ def test_cost_meters_run():
         ({"sigma_decay_steps": 0}, "sigma_decay_steps"),
         ({"feature": "vgg"}, "feature"),
         ({"hidden": 0}, "hidden"),
+        ({"backward": "full"}, "backward"),
         ({"scale": 0}, "scale"),
         ({"downscale": 3}, "downscale"),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +27,11 @@ from zoomin.data.asap_xml import read_asap_xml
 from zoomin.data.synthetic import generate
 from zoomin.data.view_cache import build_view_cache
 from zoomin.errors import InputFileError
+from zoomin.image_access import InMemoryImage
 from zoomin.models.registry import model_type
 from zoomin.predict import predict
 from zoomin.predict.inputs import resolve_inputs
+from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.evaluate import evaluate
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -224,23 +227,52 @@ def test_sampling_and_seed_change_what_is_drawn(tmp_path, inputs):
             "again": PredictSettings(seed=3),
             "other": PredictSettings(seed=4),
             "topk": PredictSettings(sampling="topk"),
+            "topk_other": PredictSettings(sampling="topk", seed=4),
         }.items()
     }
     assert runs["default"]["p_positive"] == runs["again"]["p_positive"]  # the run's seed is 3
     assert runs["other"]["p_positive"] != runs["default"]["p_positive"]
-    assert runs["topk"]["sampling"] == "topk"
     geo = {name: (tmp_path / name / "a.geojson").read_text() for name in runs}
     assert geo["default"] == geo["again"] and geo["default"] != geo["other"]
+    # top-N inference draws nothing: the seed changes neither the probabilities nor the regions read,
+    # and they are those of the model's deterministic pass
+    assert runs["topk"]["sampling"] == "topk"
+    assert runs["topk"]["p_positive"] == runs["topk_other"]["p_positive"] and geo["topk"] == geo["topk_other"]
+    assert geo["topk"] != geo["default"] and runs["topk"]["draw_spread"] == 0.0
+    net, _ = load_trained_model(model, torch.device("cpu"))
+    pixels = np.asarray(Image.open(inputs / "a.png").convert("RGB"))
+    with torch.no_grad():
+        expected = torch.softmax(net.eval()([InMemoryImage(pixels)], sampling="topk").logits, dim=1)[0, 1]
+    assert runs["topk"]["p_positive"] == pytest.approx(float(expected), abs=1e-6)
+
+
+def test_draws_average_the_probabilities_and_the_run_records_how_many(tmp_path, inputs):
+    model = save_model(tmp_path / "m.pt", "zoomin", test_draws=4)  # a run evaluated with 4 draws
+    rows = {
+        name: predict(model, [inputs / "a.png"], tmp_path / name, settings, device="cpu")[0]
+        for name, settings in {"run": PredictSettings(), "four": PredictSettings(draws=4), "one": PredictSettings(draws=1)}.items()
+    }
+    assert rows["run"]["draws"] == 4 and rows["run"]["p_positive"] == rows["four"]["p_positive"]
+    assert rows["one"]["draws"] == 1 and rows["one"]["p_positive"] != rows["run"]["p_positive"]
+    assert rows["one"]["draw_spread"] == "" and rows["run"]["draw_spread"] > 0
+    written = read_csv(tmp_path / "run" / "predictions.csv")[0]
+    assert written["draws"] == "4" and float(written["draw_spread"]) == pytest.approx(rows["run"]["draw_spread"])
+    # a model file from before test_draws existed is predicted with one draw, as it was evaluated
+    old = predict(save_model(tmp_path / "old.pt", "zoomin"), [inputs / "a.png"], tmp_path / "old", device="cpu")[0]
+    assert old["draws"] == 1 and old["p_positive"] == rows["one"]["p_positive"]
 
 
 # ---------------------------------------------------------------------------- same as evaluation
 @pytest.mark.slow
 def test_predict_gives_the_probabilities_evaluation_recorded(tmp_path):
-    """Evaluation scores each test image alone with a generator seeded ``seed + EVALUATION_DRAWS``;
-    predict on the same image files, with the run's seed and sampling (its defaults), gives the same
-    probabilities, to float32 precision (the CSV keeps 9 significant digits)."""
+    """Evaluation scores each test image alone with a generator seeded from the run's evaluation stream,
+    averaging the run's ``test_draws`` (3 here); predict on the same image files, with the run's seed,
+    sampling and draws (its defaults), gives the same probabilities, to float32 precision (the CSV
+    keeps 9 significant digits). The metrics also carry the spread over the draws and the cost over
+    several test images."""
     experiment = load(TINY_CONFIG)
     spec = experiment.run("colon", "zoomin_lenet", "r0f0")
+    spec = replace(spec, training=spec.training.replace(test_draws=3))
     constructed = generate("colon", tmp_path / "colon", 0, progress=False, n_images=12, image_size=128)
     views = build_view_cache(tmp_path / "colon", experiment.cache_scales("colon", slides=False), tmp_path / "views.h5")
     torch.manual_seed(1)
@@ -248,10 +280,17 @@ def test_predict_gives_the_probabilities_evaluation_recorded(tmp_path):
     metadata = {
         "dataset": "colon", "method": spec.method, "model_type": spec.model.type,
         "model_params": spec.model.params.to_dict(), "classes": list(constructed.classes), "seed": spec.seed,
-        "run": spec.run, "sampling_at_test": spec.training.sampling_at_test, "mpp": None,
+        "run": spec.run, "sampling_at_test": spec.training.sampling_at_test, "mpp": None, "test_draws": 3,
     }
     torch.save({"state_dict": model.state_dict(), "metadata": metadata}, tmp_path / "model.pt")
     metrics = evaluate(spec, views, tmp_path / "model.pt", tmp_path / "metrics.json")
+    assert metrics["test_draws"] == 3 and len(metrics["draw_spread"]) == metrics["n_test"]
+    assert metrics["draw_spread_mean"] == pytest.approx(np.mean(metrics["draw_spread"])) and metrics["draw_spread_mean"] > 0
+    assert metrics["cost_images"] == min(spec.measure.images, metrics["n_test"])
+    assert len(metrics["cost_image_ids"]) == metrics["cost_images"]
+    assert set(metrics["cost_image_ids"]) <= set(metrics["image_ids"])
+    assert metrics["gflops"] == pytest.approx(2 * metrics["gmacs"]) and metrics["gmacs"] > 0
+    assert metrics["peak_memory_mb"] == max(row["peak_memory_mb"] for row in metrics["cost_per_image"])
 
     files = [tmp_path / "colon" / constructed.record(i).path for i in metrics["image_ids"]]
     rows = predict(tmp_path / "model.pt", files, tmp_path / "out", device="cpu")

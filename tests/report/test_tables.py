@@ -4,11 +4,14 @@ values worked out by hand (Wilson and t-table values, exact binomial sums)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+import zoomin.config.load as zconfig
+from tests.workflow.helpers import REPO
 from zoomin.errors import UserError
 from zoomin.report.tables import RunMetrics, TableRow, make_table
 from zoomin.training.evaluate import two_class_auc
@@ -190,3 +193,49 @@ def test_two_class_auc_scores_the_second_class():
     assert two_class_auc([1, 1, 0, 0], probabilities) == 0.0
     assert two_class_auc([0, 1, 1, 0], probabilities) == 0.75
     assert two_class_auc([1, 1, 1, 1], probabilities) is None  # one class: undefined
+
+
+def run_metrics(tmp_path: Path, dataset: str, method: str, run: str, accuracy: float, memory: float) -> RunMetrics:
+    path = tmp_path / dataset / method / run / "metrics.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"seed": int(run[-1]), "accuracy": accuracy, "gflops": 0.2, "peak_memory_mb": memory,
+                                "time_ms": 3.0, "device": "cpu", "epochs": 20}))
+    return RunMetrics(dataset, method, run, path)
+
+
+def test_table3_joins_the_paper_numbers_and_shows_the_settings(tmp_path):
+    experiment = zconfig.load(REPO / "config" / "config.yaml")
+    rows = [TableRow.from_dict(r) for r in experiment.table_rows("table3")]
+    runs = [
+        run_metrics(tmp_path, "colon", row.method, f"r0f{fold}", 60.0 + 10 * fold + i, 2.0 + i)
+        for i, row in enumerate(rows) for fold in range(3)
+    ]
+    table = make_table(runs, rows, REPO / "config" / "paper_table3.csv", tmp_path / "t3.csv", tmp_path / "t3.md",
+                       "Table 3 title")
+    assert list(table.method) == [row.method for row in rows]  # the config's order
+    assert list(table.n) == [5, 10, 50, 10, 50]
+    assert list(table.paper_n) == list(table.n)  # each row joined to the paper's row of the same N
+    assert table.set_index("method").loc["ats_n50", "paper_memory_mb"] == 25.77
+    assert table.accuracy_mean.tolist() == pytest.approx([70.0 + i for i in range(5)])
+    assert table.accuracy_std.tolist() == pytest.approx([10.0] * 5)
+    markdown = (tmp_path / "t3.md").read_text()
+    assert markdown.startswith("# Table 3 title")
+    header = next(line for line in markdown.splitlines() if line.startswith("| Method"))
+    cells = [cell.strip() for cell in header.strip("|").split("|")]
+    assert cells[:3] == ["Method", "N", "Accuracy (%) [95 % CI]"] and "N, paper" in cells and "Time, paper (ms)" in cells
+    assert "contradicts Table 1" in markdown  # App. H's colon accuracies are flagged
+    assert pd.read_csv(tmp_path / "t3.csv").shape[0] == 5
+
+
+def test_table4_shows_the_contrastive_setting_of_ours_and_the_papers(tmp_path):
+    experiment = zconfig.load(REPO / "config" / "config.yaml")
+    rows = [TableRow.from_dict(r) for r in experiment.table_rows("table4")]
+    runs = [run_metrics(tmp_path, row.dataset, row.method, "s0", 50.0, 2.0) for row in rows]
+    make_table(runs, rows, REPO / "config" / "paper_table4.csv", tmp_path / "t4.csv", tmp_path / "t4.md")
+    markdown = (tmp_path / "t4.md").read_text()
+    blocks = ("Colon Cancer", "NeedleCamelyon", "Camelyon16")
+    assert all(f"## {block}" in markdown for block in blocks)
+    lines = [line for line in markdown.splitlines() if line.startswith("| Zoom-In Network ")]
+    # one base row per block, the loss off in ours and in the paper's "No" row
+    assert len(lines) == len(blocks) and all(line.count("off") == 2 for line in lines)
+    assert any("after epoch" in line for line in markdown.splitlines() if "contrastive" in line)

@@ -22,6 +22,9 @@ METHODS = list(EXP.methods)
 SLIDE_DATASETS = [d for d, ds in EXP.datasets.items() if get_source(ds.source).kind == "slide"]
 IMAGE_DATASETS = [d for d in DATASETS if d not in SLIDE_DATASETS]
 DOWNLOADABLE = [d for d, ds in EXP.datasets.items() if get_source(ds.source).download is not None]
+# The learnability sweep's generated datasets (learnability.smk): its runs are its own target, so
+# `all` draws no training curves or attention figures of them (a hundred figures nobody reads).
+SWEEP_DATASETS = {cell.dataset for cell in EXP.learnability.cells()} if EXP.learnability else set()
 NO_MATCH = "(?!x)x"  # a wildcard constraint no value satisfies: the rule applies to no dataset
 
 RAW = "resources/{dataset}/raw"
@@ -128,12 +131,12 @@ def attention_figures():
     return [
         f"results/figures/attention_{dataset}.png"
         for dataset, method in EXP.trained()
-        if method == EXP.figures.attention_method
+        if method == EXP.figures.attention_method and dataset not in SWEEP_DATASETS
     ]
 
 
 def curve_figures():
-    return [CURVES.format(dataset=d, method=m) for d, m in EXP.trained()]
+    return [CURVES.format(dataset=d, method=m) for d, m in EXP.trained() if d not in SWEEP_DATASETS]
 
 
 def paper_figures():
@@ -212,3 +215,27 @@ def dataset_runs(dataset, methods):
 
 def attention_runs(dataset):
     return dataset_runs(dataset, [EXP.figures.attention_method])
+
+
+# ---------------------------------------------------------------- the learnability sweep (learnability.smk)
+def sweep_runs():
+    """(dataset, method, run) of every run of the sweep, cells in grid order."""
+    spec = EXP.learnability
+    return [(cell.dataset, method, run) for cell in spec.cells() for method in spec.methods for run in spec.runs()]
+
+
+def sweep_run_facts():
+    """What the map needs to know of each run besides its files: its cell and its budget."""
+    spec = EXP.learnability
+    cells = {cell.dataset: cell for cell in spec.cells()}
+    return [
+        {
+            "method": method,
+            "ratio": cells[dataset].ratio,
+            "train_images": cells[dataset].train_images,
+            "run": run,
+            "batch_size": EXP.training(dataset, method).batch_size,
+            "image_size": spec.image_size(),
+        }
+        for dataset, method, run in sweep_runs()
+    ]

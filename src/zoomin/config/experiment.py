@@ -30,11 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zoomin.config.outputs import (
+    LEARNABILITY_BLOCK,
     FiguresSpec,
+    LearnabilitySpec,
     PredictionTarget,
     PredictSettings,
     TableSpec,
     read_figures,
+    read_learnability,
     read_prediction_targets,
     read_tables,
 )
@@ -99,6 +102,7 @@ class Experiment:
     predictions: tuple[PredictionTarget, ...] = ()
     figures: FiguresSpec = field(default_factory=FiguresSpec)
     extra_tables: dict[str, TableSpec] = field(default_factory=dict)  # the config's `tables:` block
+    learnability: LearnabilitySpec | None = None  # the `learnability:` block; its datasets are in `datasets`
 
     # ------------------------------------------------------------------ per (dataset, method)
     def model(self, dataset: str, method: str) -> ModelSpec:
@@ -285,6 +289,33 @@ def _record(cls: type[Params], values: Any, key: str) -> Any:
         raise ConfigError(f"{key}.{error.field}" if key else error.field, error.problem) from None
 
 
+def add_learnability(
+    spec: LearnabilitySpec | None, methods: dict[str, MethodSpec], datasets: dict[str, DatasetSpec]
+) -> None:
+    """Add the learnability sweep's methods and one generated dataset per grid cell (docs/learnability.md)
+    to ``methods`` and ``datasets``: every cell is an ordinary dataset whose runs are ordinary runs,
+    in no table; every method has the sweep's ``training`` (no method overrides it)."""
+    if spec is None:
+        return
+    for name, method in spec.methods.items():
+        methods[name] = MethodSpec(name, method["model"], method["label"], dict(method.get("params") or {}))
+    for cell in spec.cells():
+        datasets[cell.dataset] = DatasetSpec(
+            name=cell.dataset,
+            block=LEARNABILITY_BLOCK,
+            table=None,
+            source="synthetic",
+            runs=spec.runs(),
+            n_folds=None,
+            methods=tuple(spec.methods),
+            reference_class="negative",
+            model_params={key: dict(value) for key, value in spec.model_params.items()},
+            training=dict(spec.training),
+            construct=spec.construct_params(cell),
+            download={},
+        )
+
+
 def experiment(config: Mapping[str, Any]) -> Experiment:
     """The typed :class:`Experiment` of a schema-valid config; checks every run's settings, so a
     bad value is refused here, before any job runs."""
@@ -328,6 +359,8 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
             construct=dict(ds.get("construct") or {}),
             download=dict(ds.get("download") or {}),
         )
+    learnability = read_learnability(config.get("learnability"), methods, datasets)
+    add_learnability(learnability, methods, datasets)
     predict = config.get("predict") or {}
     figures = read_figures(config.get("figures") or {}, methods, datasets)
     extra_tables = read_tables(config.get("tables") or {}, methods, datasets)
@@ -343,6 +376,7 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
         predictions=read_prediction_targets(predict.get("datasets") or {}, datasets),
         figures=figures,
         extra_tables=extra_tables,
+        learnability=learnability,
     )
     for name, method in result.trained():
         model = result.model(name, method)

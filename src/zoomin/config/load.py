@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from zoomin.config.experiment import SETTING_NAMES, Experiment, experiment
-from zoomin.config.outputs import TABLES, PredictSettings
+from zoomin.config.outputs import TABLES, LearnabilityGrid, PredictSettings
 from zoomin.config.run import MeasureConfig, RunSettings, TrainingConfig, TrainResources
 from zoomin.errors import ConfigError
 from zoomin.models.registry import MODEL_TYPES
@@ -58,6 +58,7 @@ def schema() -> dict[str, Any]:
     predict["description"] = result["properties"]["predict"].get("description", "")
     result["properties"]["predict"] = predict
     definitions["setting"] = {"type": "string", "enum": sorted(SETTING_NAMES)}
+    result["properties"]["learnability"]["properties"].update(LearnabilityGrid.json_schema()["properties"])
     result["properties"].update(RunSettings.json_schema()["properties"])
     return result
 

@@ -1,9 +1,11 @@
-"""What the workflow makes beyond training runs: tables, figures and predictions, and how the
-config's ``tables:``, ``figures:`` and ``predict:`` blocks are read into them.
+"""What the workflow makes beyond training runs: tables, figures, predictions and the learnability
+sweep, and how the config's ``tables:``, ``figures:``, ``predict:`` and ``learnability:`` blocks are
+read into them.
 
 A table is a list of ``(dataset, method)`` rows (:class:`TableSpec`); the figures block names what
 each figure shows (:class:`FiguresSpec`); the predict block, which trained runs predict on which
-inputs (:class:`PredictionTarget`) and how (:class:`PredictSettings`). Every name is checked
+inputs (:class:`PredictionTarget`) and how (:class:`PredictSettings`); the learnability block, the
+grid of generated datasets its methods train on (:class:`LearnabilitySpec`). Every name is checked
 against the config's datasets and methods, and a bad one is a
 :class:`zoomin.errors.ConfigError` naming its key.
 
@@ -12,11 +14,12 @@ No torch here (the Snakefile imports this module to plan the DAG).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from zoomin.config.records import Params, param
+from zoomin.config.records import ParamError, Params, param
 from zoomin.config.run import SAMPLING_AT_TEST
 from zoomin.errors import ConfigError
 
@@ -34,6 +37,9 @@ class PredictSettings(Params):
         None, choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk; null: the run's sampling_at_test"
     )
     seed: int | None = param(None, minimum=0, doc="seed of the draws; null: the run's seed (as its evaluation)")
+    draws: int | None = param(
+        None, minimum=1, doc="test-time draws averaged per image; null: the run's training.test_draws (as evaluated)"
+    )
     asap: bool = param(False, doc="also write ASAP XML annotations")
     thumbnail: int = param(1024, minimum=64, doc="longer side of the heatmap's thumbnail, px")
     ignore_mpp: bool = param(False, doc="predict on slides whose pixel size differs from the model's")
@@ -188,3 +194,221 @@ def read_figures(
             **given,
         )
     return FiguresSpec(attention, lists["errorbars"], lists["spearman"], lists["views"], pareto, memory)
+
+
+# ---------------------------------------------------------------- the learnability sweep
+LEARNABILITY_BLOCK = "Learnability"  # the generated datasets' block
+LEARNABILITY_KIND = "parametric"  # the synthetic stand-in the sweep draws (zoomin.data.synthetic.parametric)
+# Construction parameters the grid sets for each cell, with the key that sets them.
+GRID_KEYS = {
+    "ratio": "learnability.ratios",
+    "n_train": "learnability.train_images",
+    "n_val": "learnability.val_images",
+    "n_test": "learnability.test_images",
+    "seed": "learnability.seed",
+    "kind": "learnability",
+}
+
+
+def _positive_list(kind: type, maximum: float | None = None) -> Any:
+    """A check for a non-empty list of distinct positive numbers of ``kind`` (``maximum`` included)."""
+
+    def check(value: Any) -> tuple:
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"must be a non-empty list, got {value!r}")
+        items = []
+        for item in value:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or (kind is int and item != int(item)):
+                raise ValueError(f"must hold {kind.__name__}s, got {item!r}")
+            if item <= 0 or (maximum is not None and item > maximum):
+                raise ValueError(f"each must be in (0, {maximum if maximum is not None else 'inf'}], got {item!r}")
+            items.append(kind(item))
+        if len(set(items)) != len(items):
+            raise ValueError(f"a value is listed twice: {list(value)}")
+        return tuple(items)
+
+    return check
+
+
+def _seed_list(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"must be a non-empty list of run seeds, got {value!r}")
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value) or len(set(value)) != len(value):
+        raise ValueError(f"must be distinct integers >= 0, got {list(value)}")
+    return tuple(value)
+
+
+def _list_schema(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "minItems": 1, "uniqueItems": True, "items": item}
+
+
+@dataclass(frozen=True)
+class LearnabilityGrid(Params):
+    """The learnability sweep's grid (docs/learnability.md): one generated dataset of the
+    ``parametric`` stand-in per (object-to-image ratio, training-set size), on which every method
+    of the sweep trains once per seed. Every cell has the same validation and test sizes, drawn
+    from the same seed, so a ratio's cells test on the same images."""
+
+    ratios: tuple[float, ...] = param(
+        (),
+        check=_positive_list(float, 0.5),
+        schema=_list_schema({"type": "number", "exclusiveMinimum": 0, "maximum": 0.5}),
+        doc="object area / image area, one dataset row per value",
+    )
+    train_images: tuple[int, ...] = param(
+        (), check=_positive_list(int), schema=_list_schema({"type": "integer", "minimum": 2, "multipleOf": 2}),
+        doc="training-set sizes (even: balanced), one dataset column per value",
+    )
+    seeds: tuple[int, ...] = param(
+        (0, 1), check=_seed_list, schema=_list_schema({"type": "integer", "minimum": 0}),
+        doc="run seeds: every method trains runs s<seed> on every cell",
+    )
+    # At least 2: without a validation split a run carves one out of its training images
+    # (zoomin.data.folds), and the cell would train on fewer images than it says.
+    val_images: int = param(16, minimum=2, doc="validation images of every cell (even); they pick a run's best epoch")
+    test_images: int = param(64, minimum=2, doc="test images of every cell (even); a cell's interval pools its runs'")
+    seed: int = param(0, minimum=0, doc="seed the stand-in is drawn from, the same in every cell")
+
+    def check(self) -> None:
+        if not self.ratios:
+            raise ParamError("ratios", "give at least one object-to-image ratio")
+        if not self.train_images:
+            raise ParamError("train_images", "give at least one training-set size")
+        for name in ("val_images", "test_images"):
+            if getattr(self, name) % 2:
+                raise ParamError(name, f"must be even (balanced classes), got {getattr(self, name)}")
+        odd = [n for n in self.train_images if n % 2]
+        if odd:
+            raise ParamError("train_images", f"must be even (balanced classes), got {odd}")
+
+
+@dataclass(frozen=True)
+class LearnabilityCell:
+    """One cell of the grid: its generated dataset, object-to-image ratio and training-set size."""
+
+    dataset: str
+    ratio: float
+    train_images: int
+
+
+@dataclass(frozen=True)
+class LearnabilitySpec:
+    """The config's ``learnability:`` block, checked: the grid, the sweep's own methods (name ->
+    ``{model, label, params}``; no ``training``: every method gets the block's ``training``, the
+    same budget in every cell), the stand-in's other construction parameters (``construct``, e.g.
+    ``image_size`` or ``background``) and the model parameters per model type."""
+
+    grid: LearnabilityGrid
+    methods: dict[str, dict[str, Any]]
+    construct: dict[str, Any]
+    model_params: dict[str, dict[str, Any]]
+    training: dict[str, Any]
+
+    def cells(self) -> tuple[LearnabilityCell, ...]:
+        """Every cell, ratios in the order given (largest first, as the config lists them), then sizes."""
+        return tuple(
+            LearnabilityCell(cell_name(ratio, size), ratio, size)
+            for ratio in self.grid.ratios
+            for size in self.grid.train_images
+        )
+
+    def runs(self) -> tuple[str, ...]:
+        return tuple(f"s{seed}" for seed in self.grid.seeds)
+
+    def image_size(self) -> int:
+        """The side of every image of the sweep (px): its ``construct`` or the stand-in's default."""
+        from zoomin.data.synthetic.parametric import DEFAULTS
+
+        return int(self.construct.get("image_size", DEFAULTS["image_size"]))
+
+    def construct_params(self, cell: LearnabilityCell) -> dict[str, Any]:
+        """The ``construct:`` of a cell's dataset (the synthetic source's options)."""
+        grid = self.grid
+        return {
+            "kind": LEARNABILITY_KIND, "seed": grid.seed, "ratio": cell.ratio, "n_train": cell.train_images,
+            "n_val": grid.val_images, "n_test": grid.test_images, **self.construct,
+        }
+
+
+def cell_name(ratio: float, train_images: int) -> str:
+    """The generated dataset of a cell: ``learn_r0p01_n64`` for ratio 0.01 and 64 training images
+    (``p`` for the decimal point: dataset names are plain words, as wildcards and file names)."""
+    text = f"{ratio:.12f}".rstrip("0").rstrip(".").replace(".", "p")
+    return f"learn_r{text}_n{train_images}"
+
+
+def read_learnability(
+    block: Mapping[str, Any] | None, methods: Mapping[str, Any], datasets: Mapping[str, Any]
+) -> LearnabilitySpec | None:
+    """The config's ``learnability:`` block as a :class:`LearnabilitySpec` (None without one); every
+    value is checked here, so a bad one is refused naming its ``learnability.`` key before any job runs."""
+    if not block:
+        return None
+    block = dict(block)
+    try:
+        grid = LearnabilityGrid.from_mapping(
+            {key: block[key] for key in (f.name for f in dataclasses.fields(LearnabilityGrid)) if key in block}
+        )
+    except ParamError as error:
+        raise ConfigError(f"learnability.{error.field}", error.problem) from None
+    sweep_methods = {name: dict(method) for name, method in (block.get("methods") or {}).items()}
+    if not sweep_methods:
+        raise ConfigError("learnability.methods", "give at least one method")
+    for name in sweep_methods:
+        if name in methods:
+            raise ConfigError(
+                f"learnability.methods.{name}", f"'{name}' is a method of `methods:` too; give the sweep's another name"
+            )
+    construct = dict(block.get("construct") or {})
+    for key in construct:
+        if key in GRID_KEYS:
+            raise ConfigError(f"learnability.construct.{key}", f"is set by the grid ({GRID_KEYS[key]})")
+    spec = LearnabilitySpec(
+        grid=grid,
+        methods=sweep_methods,
+        construct=construct,
+        model_params={key: dict(value or {}) for key, value in (block.get("model_params") or {}).items()},
+        training=dict(block.get("training") or {}),
+    )
+    for cell in spec.cells():
+        if cell.dataset in datasets:
+            raise ConfigError("learnability", f"its dataset '{cell.dataset}' is also in `datasets:`; rename that one")
+    _check_cells(spec)
+    _check_models(spec)
+    return spec
+
+
+def _check_cells(spec: LearnabilitySpec) -> None:
+    """Every cell's stand-in parameters, checked as the construction will check them, the key
+    renamed to the one in the ``learnability:`` block that sets it."""
+    # Imported here: the stand-ins load numpy and Pillow, which planning a DAG without a sweep never needs.
+    from zoomin.data.synthetic import stand_in
+    from zoomin.data.synthetic.common import resolve_params
+
+    renamed = {f"construct.{key}": where for key, where in GRID_KEYS.items()}
+    for cell in spec.cells():
+        params = spec.construct_params(cell)
+        params = {key: value for key, value in params.items() if key not in ("kind", "seed")}
+        try:
+            resolve_params(stand_in(LEARNABILITY_KIND), params)
+        except ConfigError as error:
+            key = renamed.get(error.key, error.key.replace("construct.", "learnability.construct.", 1))
+            raise ConfigError(key, f"{error.problem} (cell {cell.dataset})") from None
+
+
+def _check_models(spec: LearnabilitySpec) -> None:
+    """Every sweep method's model parameters and the sweep's training settings."""
+    from zoomin.config.run import TrainingConfig
+    from zoomin.models.registry import model_type
+
+    for name, method in spec.methods.items():
+        given = dict(method.get("params") or {})
+        try:
+            model_type(method["model"]).make_params({**spec.model_params.get(method["model"], {}), **given})
+        except ParamError as error:
+            where = f"methods.{name}.params" if error.field in given else f"model_params.{method['model']}"
+            raise ConfigError(f"learnability.{where}.{error.field}", error.problem) from None
+    try:
+        TrainingConfig.from_mapping(spec.training)
+    except ParamError as error:
+        raise ConfigError(f"learnability.training.{error.field}", error.problem) from None

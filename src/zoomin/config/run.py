@@ -20,6 +20,8 @@ from zoomin.models.registry import model_type
 
 DEVICES = ("auto", "cpu", "cuda")
 SAMPLING_AT_TEST = ("sample", "topk")
+ENTROPY_SCALES = ("image", "entry")
+MASK_TARGETS = ("distribution", "binary")
 
 
 def _class_weights(value: Any) -> Any:
@@ -54,21 +56,52 @@ class TrainingConfig(Params):
     gamma: float = param(0.9, exclusive_minimum=0.0, maximum=1.0, doc="StepLR: decay factor")
     clip_grad_norm: float | None = param(5.0, exclusive_minimum=0.0, doc="null: no clipping")
     entropy_lambda: float = param(1e-5, minimum=0.0, doc="weight of the attention-entropy reward")
+    entropy_scale: str = param(
+        "image",
+        choices=ENTROPY_SCALES,
+        doc="what entropy_lambda multiplies (docs/method.md §9.2): image = each attention map's entropy "
+        "per image, as ATS (Zoom-In: H(a) + mean over drawn tiles of H(b_t)); entry = each map's entropy "
+        "divided by its number of entries, summed over the maps, as the Zoom-In authors' code",
+    )
     contrastive_start: int | None = param(
         None, minimum=0, doc="in-sample contrastive loss after this epoch (null: off)"
     )
     mask_loss_weight: float = param(0.0, minimum=0.0, doc="weight of the attention-mask MSE (pixel annotations)")
+    mask_target: str = param(
+        "distribution",
+        choices=MASK_TARGETS,
+        doc="what the mask MSE compares each attention map with (docs/method.md §9.4): distribution = the "
+        "mask area-averaged onto the map's grid and divided by its sum; binary = 1 on every cell that "
+        "holds an annotated pixel, 0 elsewhere (the paper's appendix L)",
+    )
     pretrain_epochs: int = param(
         0, minimum=0, doc="epochs pre-training the attention and feature nets as tile classifiers (pixel annotations)"
     )
     class_weights: Any = param(None, check=_class_weights, schema=CLASS_WEIGHTS_SCHEMA)
     sampling_at_test: str = param("sample", choices=SAMPLING_AT_TEST, doc="sample (seeded) or topk")
+    # Beside sampling_at_test, not on MeasureConfig: it defines the trained model's predictions (what
+    # the evaluation scores and zoomin predict reproduces, both from model.pt's metadata), not what
+    # the meters measure; training never uses it (validation ranks epochs with one draw), so it is
+    # left out of a checkpoint's identity and changing it re-evaluates without retraining.
+    test_draws: int = param(
+        1,
+        minimum=1,
+        doc="test-time Monte Carlo draws per image (evaluation and zoomin predict): the class probabilities "
+        "are their mean; models that draw nothing (CNNs, sampling_at_test: topk) run once",
+    )
 
 
 @dataclass(frozen=True)
 class MeasureConfig(Params):
-    """Per-image inference measurement (batch 1): timed repeats after untimed warm-up passes."""
+    """Per-image inference cost (batch 1) over a few test images: timed repeats after untimed warm-up
+    passes on the largest (zoomin.measure.test_cost)."""
 
+    images: int = param(
+        3,
+        minimum=1,
+        doc="test images measured: the largest by pixel count, and the others at evenly spaced ranks of "
+        "pixel count down to the smallest; peak memory is the maximum over them, time and MACs the largest's",
+    )
     repeats: int = param(5, minimum=1)
     warmup: int = param(2, minimum=0)
     budget_s: float = param(

@@ -49,11 +49,14 @@ class CachedImage(ImageAccess):
             self._full = self._cache.decoded(self.image_id, self.path, self._size)
         return self._full
 
-    def view(self, scale: float) -> torch.Tensor:
+    def view_array(self, scale: float) -> np.ndarray:
         if scale_key(scale) in {scale_key(s) for s in self._cache.scales}:
-            return to_chw_float(self._cache.view_array(self.image_id, scale))
+            return self._cache.view_array(self.image_id, scale)
         log.debug("scale %s of %s not cached: computing it from the image", scale, self.image_id)
-        return self._decoded().view(scale)
+        return self._decoded().view_array(scale)
+
+    def view(self, scale: float) -> torch.Tensor:
+        return to_chw_float(self.view_array(scale))
 
     def view_rows(self, scale: float, top: int, stop: int) -> torch.Tensor:
         if scale_key(scale) in {scale_key(s) for s in self._cache.scales}:
@@ -65,6 +68,12 @@ class CachedImage(ImageAccess):
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
         return self._decoded().patches(centres, size)
+
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray:
+        return self._decoded().region_array(top, left, size, scale)
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray:
+        return self._decoded().patch_arrays(centres, size)
 
     def mask_view(self, scale: float) -> np.ndarray | None:
         return self._cache.mask_view(self.image_id, scale)

@@ -1,12 +1,15 @@
-"""Cost of inference per image (batch 1): FLOPs, peak memory and time.
+"""Cost of inference per image (batch 1): MACs (FLOPs), peak memory and time.
 
-* :mod:`zoomin.measure.flops`     -- FLOPs with ``torch.utils.flop_counter.FlopCounterMode``
+* :mod:`zoomin.measure.flops`     -- FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (2 per MAC)
 * :mod:`zoomin.measure.memory`    -- peak tensor memory (CUDA allocator stats; a dispatch-mode
   allocation tracker on CPU) and the largest single allocation
 * :mod:`zoomin.measure.timing`    -- median wall-clock time after warm-up
-* :mod:`zoomin.measure.cost` -- :func:`measure_inference`, what the evaluation step calls
+* :mod:`zoomin.measure.cost` -- :func:`measure_inference`: one image
+* :mod:`zoomin.measure.across_images` -- :func:`measure_across_images`: a few test images, what
+  the evaluation step calls (peak memory over them, time and MACs of the largest)
 """
 
+from zoomin.measure.across_images import cost_image_indices, measure_across_images
 from zoomin.measure.cost import measure_inference
 from zoomin.measure.flops import count_flops
 from zoomin.measure.memory import (
@@ -25,7 +28,9 @@ __all__ = [
     "AllocationTracker",
     "MemoryReport",
     "TimingReport",
+    "cost_image_indices",
     "count_flops",
+    "measure_across_images",
     "measure_inference",
     "measure_peak_memory",
     "module_bytes",

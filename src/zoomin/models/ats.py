@@ -1,32 +1,45 @@
-"""The one-stage baseline ATS (attention sampling, Katharopoulos & Fleuret 2019).
+"""The one-stage baseline ATS (attention sampling, Katharopoulos & Fleuret 2019), batched over images.
 
-One view ``image.view(scale)``; the attention net runs over all of it and a softmax over all its
-``h x w`` positions gives ``p``. ``N`` positions are drawn, with replacement (multinomial; the
-with-replacement estimator) or, by default, without (Gumbel-top-k on ``log p``; the ATS-style
-without-replacement estimator). Position ``(y, x)`` is the ``P x P`` full-resolution patch centred
-on ``((y + 0.5) * H/h, (x + 0.5) * W/w)``. ``logits = g(estimate of sum_j p_j f(patch_j))``.
+One view ``image.view(scale)`` per image, zero-padded to the batch's largest; the attention net runs
+once over the batch (masked so that each view's logits are those it gets alone) and a softmax over
+each image's ``h x w`` positions gives ``p``. ``N`` positions per image are drawn, with replacement
+(multinomial; the with-replacement estimator) or, by default, without (Gumbel-top-k on ``log p``;
+the ATS-style without-replacement estimator), all images in one call
+(:mod:`zoomin.models.stages`). Position ``(y, x)`` is the ``P x P`` full-resolution patch centred
+on ``((y + 0.5) * H/h, (x + 0.5) * W/w)``. ``f`` runs on all patches of the batch in one call, and
+``logits = g(estimate of sum_j p_j f(patch_j))``; with ``ATSParams.control_variate`` the gradient
+of the score part gets a baseline (docs/method.md §6.1: the other draws with replacement, only the
+earlier draws without).
 
 ``sampling="topk"`` takes the ``N`` highest-attention positions, weighted with the
 without-replacement estimator (whatever ``replace`` is). ``contrastive_logits`` samples from
-``normalise(1 - p)`` instead of ``p``.
+``normalise(1 - p)`` instead of ``p``. The only loops over images read pixels
+(:mod:`zoomin.models.batching`); each image's attention is sliced from the batch when read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from zoomin import estimators
-from zoomin import sampling as draws
-from zoomin.image_access import ImageAccess
+from zoomin.image_access import ImageAccess, view_shape
+from zoomin.models import stages
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
-from zoomin.models.batching import run_grouped, to_module, views_on
+from zoomin.models.batching import extent_mask, read_patches, read_views
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
-from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
+from zoomin.models.output import (
+    Attention,
+    AttentionMap,
+    LazyAttention,
+    Representation,
+    SampledRegions,
+    check_sampling,
+)
 from zoomin.models.params import ATSParams
 
 
@@ -41,6 +54,7 @@ class ATSNet(AttentionSamplingClassifier):
         self.patch = params.patch
         self.n = params.n
         self.replace = params.replace
+        self.control_variate = params.control_variate
         self.attention = AttentionNet(params.attention_activation)
         self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
@@ -54,38 +68,48 @@ class ATSNet(AttentionSamplingClassifier):
     ) -> Representation:
         """The estimate of ``sum_j p_j f(patch_j)`` per image (``(B, D)``), entropy and attention."""
         check_sampling(sampling)
-        maps = self.attention_logits(images)
-        probs = [torch.softmax(m.reshape(-1), dim=0) for m in maps]
-        chosen = [complement(p) if contrast else p for p in probs]
-        drawn = [self._draw(q, sampling, generator) for q in chosen]
-        centres = [self._centres(image, m.shape, idx) for image, m, idx in zip(images, maps, drawn)]
-        patches = torch.cat([image.patches(c, self.patch) for image, c in zip(images, centres)])
-        feats = torch.split(self.features(to_module(patches, self)), [len(c) for c in centres])
-        with_replacement = self.replace and sampling == "sample"
-        estimate = (
-            estimators.expectation_with_replacement
-            if with_replacement
-            else estimators.expectation_without_replacement
+        count = len(images)
+        shapes = [view_shape(image.size, self.scale) for image in images]
+        shape = (max(h for h, _ in shapes), max(w for _, w in shapes))
+        logits = self._batch_logits(images, shapes, shape)
+        probs = torch.softmax(logits.reshape(count, -1), dim=1)
+        chosen = complement(probs, torch.isfinite(logits).reshape(count, -1)) if contrast else probs
+        if sampling == "sample" and self.replace:
+            drawn = stages.draw_iid(chosen, self.n, generator)
+        else:
+            wanted = torch.full((count,), self.n, device=probs.device)
+            drawn = stages.draw_positions(chosen, wanted, sampling, generator)
+
+        valid = drawn.valid.cpu().numpy()
+        owners, rank = np.nonzero(valid)
+        centres = view_centre_array(
+            drawn.positions.cpu().numpy()[owners, rank], shape[1], np.array(shapes)[owners],
+            np.array([image.size for image in images])[owners],
         )
-        psi = torch.stack([estimate(q, idx, f) for q, idx, f in zip(chosen, drawn, feats)])
-        entropies = torch.stack([entropy(p) for p in probs])
-        attention = [
-            Attention(
-                image_size=image.size,
-                stage1=self._view_map(image, p.reshape(m.shape)),
-                sampled=SampledRegions(c, self.patch),
+        features = self.features(read_patches(images, owners, centres, self.patch, self))
+        features = stages.scatter_draws(features, drawn.valid)
+        groups = torch.arange(count, device=features.device)
+        psi = stages.position_estimate(
+            drawn, features, groups, count, self.control_variate and torch.is_grad_enabled()
+        )
+
+        def attention(i: int) -> Attention:
+            height, width = shapes[i]
+            return Attention(
+                image_size=images[i].size,
+                stage1=self._view_map(images[i], probs[i].reshape(shape)[:height, :width]),
+                sampled=SampledRegions(torch.from_numpy(centres[owners == i]), self.patch),
             )
-            for image, p, m, c in zip(images, probs, maps, centres)
-        ]
-        return Representation(psi, entropies, attention)
+
+        return Representation(psi, entropy(probs), LazyAttention(count, attention))
 
     def exact_representation(self, image: ImageAccess) -> torch.Tensor:
         """The exact ``sum_j p_j f(patch_j)`` over every position of the view (small images)."""
         logits = self.attention_logits([image])[0]
         p = torch.softmax(logits.reshape(-1), dim=0)
-        everywhere = torch.arange(p.numel(), device=p.device)
-        centres = self._centres(image, logits.shape, everywhere)
-        feats = self.features(to_module(image.patches(centres, self.patch), self))
+        positions = np.arange(p.numel())
+        centres = view_centre_array(positions, logits.shape[1], np.array([logits.shape]), np.array([image.size]))
+        feats = self.features(read_patches([image], np.zeros(len(positions), dtype=int), centres, self.patch, self))
         return p @ feats
 
     @torch.no_grad()
@@ -104,23 +128,25 @@ class ATSNet(AttentionSamplingClassifier):
 
     def attention_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """``(h, w)`` attention logits over each image's view."""
-        return run_grouped(self.attention, views_on(self, images, self.scale))
+        shapes = [view_shape(image.size, self.scale) for image in images]
+        shape = (max(h for h, _ in shapes), max(w for _, w in shapes))
+        logits = self._batch_logits(images, shapes, shape)
+        return [logits[i, :height, :width] for i, (height, width) in enumerate(shapes)]
 
-    def _draw(
-        self, q: torch.Tensor, sampling: str, generator: torch.Generator | None
+    def _batch_logits(
+        self, images: Sequence[ImageAccess], shapes: list[tuple[int, int]], shape: tuple[int, int]
     ) -> torch.Tensor:
-        if sampling == "topk":
-            return draws.top_k(q, self.n)
-        if self.replace:
-            return draws.sample_with_replacement(q, self.n, generator)
-        k = min(self.n, int((q > 0).sum()))
-        return draws.gumbel_top_k(torch.log(q), k, generator)
+        """``(B, *shape)`` attention logits of the batch's views, ``-inf`` on the padding."""
+        views = read_views(images, self.scale, shape, self)
+        mask = extent_mask(shapes, shape, views.device)
+        logits = self.attention(views, mask)
+        return logits if mask is None else logits.masked_fill(mask[:, 0] == 0, float("-inf"))
 
-    @staticmethod
-    def _centres(image: ImageAccess, shape: torch.Size, positions: torch.Tensor) -> torch.Tensor:
-        """Full-resolution ``(y, x)`` centres of view positions (flat indices into ``shape``)."""
-        height, width = image.size
-        rows, cols = shape
-        y = torch.div(positions, cols, rounding_mode="floor").double()
-        x = (positions % cols).double()
-        return torch.stack([(y + 0.5) * height / rows, (x + 0.5) * width / cols], dim=1).cpu()
+
+def view_centre_array(positions: np.ndarray, width: int, views: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """``(n, 2)`` full-resolution ``(y, x)`` centres of view positions (flat indices into rows of
+    ``width``), each in a view of ``views[k]`` (h, w) of an image of ``sizes[k]`` (H, W) px."""
+    y, x = np.divmod(np.asarray(positions, dtype=np.int64), width)
+    views = np.asarray(views, dtype=np.float64).reshape(-1, 2)
+    sizes = np.asarray(sizes, dtype=np.float64).reshape(-1, 2)
+    return np.stack([(y + 0.5) * sizes[:, 0] / views[:, 0], (x + 0.5) * sizes[:, 1] / views[:, 1]], axis=1)

@@ -40,5 +40,13 @@ class AttentionNet(nn.Module):
             layers.append(act())
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, views: torch.Tensor) -> torch.Tensor:
-        return self.layers(views)[:, 0]
+    def forward(self, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (``(B, 1, h, w)``, 1 on each view's own pixels, 0 on its padding): the input of
+        every convolution is zeroed outside it, so each view's logits are those it would get alone
+        (a convolution pads with zeros at the view's edge), whatever the batch is padded to."""
+        if mask is None:
+            return self.layers(views)[:, 0]
+        x = views
+        for layer in self.layers:
+            x = layer(x * mask if isinstance(layer, nn.Conv2d) else x)
+        return x[:, 0]

@@ -12,12 +12,17 @@ predictions never ask which model made it:
 
 The tensors of the maps are live (on the model's device, in the autograd graph) so losses can
 supervise them; :meth:`Attention.detached` gives a CPU copy for figures and files.
+
+The batched models (Zoom-In, ATS) compute the attention of a whole batch in a few tensors and
+return it as a :class:`LazyAttention`: a sequence that builds an image's :class:`Attention` (slices
+of those tensors) when it is first read, so a training step that reads none pays nothing for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, overload
 
 import torch
 
@@ -80,23 +85,53 @@ class Attention:
         )
 
 
+class LazyAttention(Sequence[Attention]):
+    """``size`` images' attention, image ``i``'s built by ``build(i)`` when first read, then kept."""
+
+    def __init__(self, size: int, build: Callable[[int], Attention]):
+        self._build = build
+        self._built: list[Attention | None] = [None] * size
+
+    def __len__(self) -> int:
+        return len(self._built)
+
+    @overload
+    def __getitem__(self, index: int) -> Attention: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Attention]: ...
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        built = self._built[index]
+        if built is None:
+            built = self._built[index] = self._build(index)
+        return built
+
+
 @dataclass
 class Representation:
     """The image representations before the classifier (``Psi_hat`` for Zoom-In, ATS's estimate)."""
 
     features: torch.Tensor  # (B, D)
     entropy: torch.Tensor  # (B,)
-    attention: list[Attention] = field(default_factory=list)
+    attention: Sequence[Attention] = field(default_factory=list)
 
 
 @dataclass
 class ModelOutput:
-    """Output of ``model(images, ...)``. ``attention`` has one entry per image, or none for models
-    without attention. ``extras`` is for the model's own :meth:`auxiliary_loss`, if it has one."""
+    """Output of ``model(images, ...)``. ``attention`` has one entry per image (a list, or a
+    :class:`LazyAttention`), or none for models without attention. ``extras`` is for the model's
+    own :meth:`auxiliary_loss`, if it has one."""
 
     logits: torch.Tensor  # (B, num_classes)
     entropy: torch.Tensor  # (B,)
-    attention: list[Attention] = field(default_factory=list)
+    attention: Sequence[Attention] = field(default_factory=list)
     extras: Any = None
 
 

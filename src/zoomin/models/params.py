@@ -18,6 +18,7 @@ from zoomin.config.records import ParamError, Params, param
 
 # Names of the feature networks f (zoomin.models.features builds them) and attention activations.
 FEATURE_NETS = ("lenet", "lenet_unnormalised", "resnet16", "ats_traffic")
+TOPK_BACKWARDS = ("exact", "diagonal")  # zoomin.models.perturbed_topk
 ATTENTION_ACTIVATIONS = ("tanh", "relu")
 
 
@@ -58,6 +59,9 @@ class ZoomInParams(ModelParams):
     tissue_only: bool = param(
         False, doc="whole slides: no stage-1 attention on tiles without tissue (the slide cache's tissue mask)"
     )
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def check(self) -> None:
         if not self.s1 < 1:
@@ -89,6 +93,9 @@ class ATSParams(ModelParams):
     feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
     replace: bool = param(False, doc="draw with replacement (else Gumbel-top-k without)")
     attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
 
     def view_scales(self) -> tuple[float, ...]:
         return (self.scale,)
@@ -144,6 +151,12 @@ class TopKParams(ModelParams):
     sigma: float = param(0.2, exclusive_minimum=0.0, doc="noise std of the perturbed top-k (scores in [0, 1])")
     sigma_decay_steps: int | None = param(
         None, minimum=1, doc="training steps over which sigma decays linearly to 0 (null: constant sigma)"
+    )
+    backward: str = param(
+        "exact",
+        choices=TOPK_BACKWARDS,
+        doc="score gradient of the perturbed top-k: exact = the Jacobian of its expectation; diagonal = "
+        "only that Jacobian's diagonal, the reference's (Cordonnier et al.) training operator",
     )
     feature: str = param("lenet_unnormalised", choices=FEATURE_NETS, doc="feature network run on each patch")
     hidden: int = param(32, minimum=1, doc="width of the dense + swish layer after the mean over patches")

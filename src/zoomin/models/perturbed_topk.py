@@ -15,13 +15,16 @@ subtracted as a control variate (``E[Z] = 0``, and dividing by ``S - 1`` instead
 exactly unbiased): without it every position, selected or not, gets noise of size
 ``|<g, F>| / (sigma sqrt(S))``.
 
-The two public ports differ, and neither is used: the JAX reference (and the ZoomMIL port) keeps
-only the diagonal of the Jacobian, ``E[g_{.j} . f_{.j}(s + sigma Z) Z_j] / sigma``, which is not
-the gradient of ``F``; the DPS port takes the full Jacobian and multiplies it by ``k``.
-tests/models/test_topk.py checks the estimator here against finite differences of ``F`` and shows that
-both others fail that check.
+The public ports differ. The JAX reference (and the ZoomMIL port) keeps only the diagonal of the
+Jacobian, ``E[g_{.j} . f_{.j}(s + sigma Z) Z_j] / sigma`` (no control variate), which is not the
+gradient of ``F`` but is the operator Cordonnier et al. trained with: it is available as
+``backward="diagonal"`` (:func:`diagonal_vjp`; ``TopKParams.backward``), the exact one is the
+default. The DPS port takes the full Jacobian and multiplies it by ``k``; it is not offered.
+tests/models/test_topk.py checks the exact estimator against finite differences of ``F`` and shows
+that both others fail that check, and that the diagonal one is the diagonal of the same draws'
+Jacobian.
 
-The backward is looked up on this module at call time (:data:`score_gradient`), so tests can
+The exact backward is looked up on this module at call time (:data:`score_gradient`), so tests can
 substitute a deliberately wrong one.
 """
 
@@ -31,6 +34,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from zoomin.models.params import TOPK_BACKWARDS
 
 
 def topk_positions(perturbed: torch.Tensor, k: int) -> torch.Tensor:
@@ -52,33 +57,59 @@ def full_jacobian_vjp(grad: torch.Tensor, positions: torch.Tensor, noise: torch.
     return centred.to(noise.dtype) @ noise / ((noise.shape[0] - 1) * sigma)
 
 
+def diagonal_vjp(grad: torch.Tensor, positions: torch.Tensor, noise: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``E[g_{.j} . f_{.j}(s + sigma Z) Z_j] / sigma`` over the draws: the diagonal of the Jacobian only
+    (the JAX reference's backward). Each draw's ``i``-th indicator points at ``positions[s, i]``, so
+    draw ``s`` adds ``g[i, p] Z[s, p]`` to position ``p = positions[s, i]`` for every ``i``."""
+    picked = grad.gather(1, positions.T).T.to(noise.dtype)  # (S, k): g[i, positions[s, i]]
+    terms = picked * noise.gather(1, positions)  # (S, k): times Z[s, positions[s, i]]
+    out = torch.zeros(noise.shape[1], dtype=noise.dtype, device=noise.device)
+    return out.scatter_add_(0, positions.reshape(-1), terms.reshape(-1)) / (noise.shape[0] * sigma)
+
+
 score_gradient: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor] = full_jacobian_vjp
+
+BACKWARDS = TOPK_BACKWARDS
+
+
+def _backward(name: str) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    # looked up at call time, so a test's substitute for score_gradient is used
+    return score_gradient if name == "exact" else diagonal_vjp
 
 
 class _PerturbedTopK(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, scores: torch.Tensor, noise: torch.Tensor, sigma: float, k: int) -> torch.Tensor:
+    def forward(
+        ctx: Any, scores: torch.Tensor, noise: torch.Tensor, sigma: float, k: int, backward: str
+    ) -> torch.Tensor:
         positions = topk_positions(scores.detach()[None] + sigma * noise, k)
         ctx.save_for_backward(positions, noise)
         ctx.sigma = sigma
+        ctx.backward_name = backward
         return soft_indicators(positions, scores.shape[-1], scores.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
         positions, noise = ctx.saved_tensors
-        return score_gradient(grad, positions, noise, ctx.sigma).to(grad.dtype), None, None, None
+        gradient = _backward(ctx.backward_name)(grad, positions, noise, ctx.sigma)
+        return gradient.to(grad.dtype), None, None, None, None
 
 
-def perturbed_topk(scores: torch.Tensor, k: int, sigma: float, noise: torch.Tensor) -> torch.Tensor:
+def perturbed_topk(
+    scores: torch.Tensor, k: int, sigma: float, noise: torch.Tensor, backward: str = "exact"
+) -> torch.Tensor:
     """Soft top-``k`` indicators ``(k, n)`` of ``scores`` (``(n,)``) under ``noise`` (``(S, n)``, standard
-    normal), differentiable in ``scores``; see the module docstring."""
+    normal), differentiable in ``scores``: ``backward`` ``"exact"`` (the Jacobian of the expectation)
+    or ``"diagonal"`` (its diagonal, as the reference); see the module docstring."""
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
     if scores.dim() != 1 or noise.dim() != 2 or noise.shape[1] != scores.shape[0]:
         raise ValueError(f"need scores (n,) and noise (S, n), got {tuple(scores.shape)} and {tuple(noise.shape)}")
     if not 1 <= k <= scores.shape[0]:
         raise ValueError(f"cannot select {k} of {scores.shape[0]} positions")
     if noise.shape[0] < 2 or sigma <= 0:
         raise ValueError(f"need at least 2 noise samples and sigma > 0, got {noise.shape[0]} and {sigma}")
-    return _PerturbedTopK.apply(scores, noise.to(scores), float(sigma), int(k))
+    return _PerturbedTopK.apply(scores, noise.to(scores), float(sigma), int(k), backward)
 
 
 def standard_noise(

@@ -13,7 +13,8 @@ Per image:
    and patch ``i`` is the indicator-weighted sum of the candidate patches. Only candidates with a
    non-zero weight in some indicator are read (``image.patches``): the others contribute nothing to
    the forward pass, and the estimator gives their indicator entries no gradient either, so this
-   is exact; at most ``min(rows * cols, k * n_samples)`` patches, in practice the few cells whose
+   is exact (for either ``backward``: the exact Jacobian's, or its diagonal as in the reference); at
+   most ``min(rows * cols, k * n_samples)`` patches, in practice the few cells whose
    normalised score lies within a few ``sigma`` of the k-th largest.
    Inference (eval mode, or ``sampling="topk"``, or once ``sigma_t`` has reached 0): the hard
    top-k cells, and only those ``k`` patches are read.
@@ -144,7 +145,7 @@ class TopKNet(Classifier):
             scores = normalise_scores(flat)
             if sigma > 0:
                 noise = ptopk.standard_noise(self.params.n_samples, flat.numel(), flat, generator)
-                indicators = ptopk.perturbed_topk(scores, self.k, sigma, noise)
+                indicators = ptopk.perturbed_topk(scores, self.k, sigma, noise, self.params.backward)
                 read = (indicators.detach() > 0).any(dim=0).nonzero()[:, 0]
                 candidates = to_module(image.patches(self._centres(image, raw.shape, read), self.patch), self)
                 mixed = torch.einsum("km,mchw->kchw", indicators[:, read], candidates)

@@ -1,18 +1,30 @@
-"""The Zoom-In network: two-stage attention sampling (docs/method.md §2-§7).
+"""The Zoom-In network: two-stage attention sampling (docs/method.md §2-§7), batched over images.
 
-Per image, and without ever materialising the full-resolution image:
+For a batch of images, and without ever materialising a full-resolution image:
 
-1. ``V1 = image.view(s1)``, zero-padded to the tile grid (``ceil(H/T) x ceil(W/T)`` tiles of
-   ``k = round(T * s1)`` view pixels); the attention net ``a`` runs once over it and its logit map
-   is average-pooled with kernel ``k`` to one logit per tile; softmax over tiles -> ``a``.
-2. ``N`` tiles are drawn with replacement from ``a`` -> counts ``k_t``.
-3. For the unique drawn tiles only, ``V2_t = image.region_view(tile, s2)``; the attention net ``b``
-   runs over all of them (whole batch, one call); softmax inside each tile -> ``b_t``.
-4. ``min(k_t, positions)`` distinct positions per tile by Gumbel-top-k on ``log b_t``; position
-   ``(y, x)`` of a ``h2 x w2`` view is the sub-tile centred on full-resolution
+1. ``V1 = image.view(s1)`` of every image, zero-padded to its tile grid (``ceil(H/T) x ceil(W/T)``
+   tiles of ``k = round(T * s1)`` view pixels) and to the batch's largest grid; the attention net
+   ``a`` runs once over the batch (masked so that each view's logits are those it gets alone), its
+   logit map is average-pooled with kernel ``k`` to one logit per tile; softmax over each image's
+   tiles -> ``a`` (``(B, tiles)``, zero on the padding).
+2. Stage 1 (:func:`zoomin.models.stages.draw_counts`): ``N`` tiles per image drawn with
+   replacement from ``a`` -> counts ``k_t``; the distinct drawn (image, tile) pairs.
+3. For the drawn pairs only, ``V2_t = image.region_view(tile, s2)``; the attention net ``b`` runs
+   over all of them in one call; softmax inside each tile -> ``b_t``.
+4. Stage 2, the sub-tile sampler (:meth:`ZoomInNet.sample_subtiles`): ``min(k_t, positions)``
+   distinct positions per drawn tile by Gumbel-top-k on ``log b_t``, all tiles in one call;
+   position ``(y, x)`` of a ``h2 x w2`` view is the sub-tile centred on full-resolution
    ``(row*T + (y + 0.5) * T/h2, col*T + (x + 0.5) * T/w2)``.
-5. ``f`` runs on all sub-tiles of the batch in one call; the estimators of :mod:`zoomin.estimators`
-   give ``E_t`` and ``Psi_hat`` (values and gradients unbiased); ``logits = g(Psi_hat)``.
+5. ``f`` runs on all sub-tiles of the batch in one call; the estimators give ``E_t`` per pair and
+   ``Psi_hat`` per image as segment sums (:func:`zoomin.models.stages.position_estimate`,
+   :func:`~zoomin.models.stages.counted_estimate`; values and gradients unbiased, with or without
+   the control variate, ``ZoomInParams.control_variate``); ``logits = g(Psi_hat)``.
+
+No Python loop in the forward or backward pass grows with the batch, the draws or the drawn tiles,
+except the loops that READ pixels through :class:`~zoomin.image_access.ImageAccess` (the views,
+the drawn tiles' regions and the sub-tiles, :mod:`zoomin.models.batching`), which are outside the
+autograd graph. Each image's :class:`~zoomin.models.output.Attention` is sliced from the batch's
+tensors when it is read (:class:`~zoomin.models.output.LazyAttention`).
 
 ``sampling="topk"`` is the deterministic inference variant: the ``N`` draws are allocated to tiles
 by largest-remainder rounding of ``N * a`` (the expected counts, rounded; with flat attention this
@@ -20,10 +32,10 @@ is simply the top-``N`` tiles), and each tile takes the top-``k_t`` positions of
 estimator weights are used, so the representation is on the same scale as the sampled one.
 
 At inference (eval mode, no autograd) the same computation runs in bounded memory
-(:mod:`zoomin.models.bounded_memory`): the stage-1 logits band by band from the image's view, the
+(:mod:`zoomin.models.bounded_memory`): the stage-1 logits band by band from each image's view, the
 stage-2 views and the sub-tile features in chunks of ``chunk_pixels`` pixels; the Monte Carlo draws
 are taken in the same order from the same generator, so on the CPU the result is that of the
-whole-batch computation up to float rounding. Training (autograd on) keeps the whole-batch path.
+whole-batch computation up to float rounding.
 
 The contrastive branch (``contrastive_logits``) runs the same pipeline with ``a`` and ``b_t``
 replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
@@ -32,7 +44,7 @@ replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
 (``SlideImage.tile_mask``, from the slide cache) get zero stage-1 attention, as slide pipelines that
 work on tissue patches only (CLAM, MIL) do; images that have no tissue mask are unaffected.
 
-The estimators are looked up on the :mod:`zoomin.estimators` module at call time, so tests can
+The estimator weights are looked up on :mod:`zoomin.estimators` at call time, so tests can
 substitute a deliberately broken one and check that the unbiasedness test notices.
 """
 
@@ -40,22 +52,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoomin import estimators
-from zoomin import sampling as draws
+from zoomin import sampling as samplers
 from zoomin.image_access import ImageAccess, scaled_length
+from zoomin.models import stages
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
-from zoomin.models.batching import run_grouped, to_module
-from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits, chunks
-from zoomin.models.distributions import complement, entropy, largest_remainder_counts
+from zoomin.models.batching import extent_mask, read_patches, read_regions, read_views
+from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits
+from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
-from zoomin.models.output import Attention, AttentionMap, Representation, SampledRegions, check_sampling
+from zoomin.models.output import (
+    Attention,
+    AttentionMap,
+    LazyAttention,
+    Representation,
+    SampledRegions,
+    check_sampling,
+)
 from zoomin.models.params import ZoomInParams
+
+
+@dataclass
+class DrawnBatch:
+    """What one :meth:`ZoomInNet.represent` drew, kept to build each image's attention on demand."""
+
+    grids: list[tuple[int, int]]  # each image's tile grid (rows, cols)
+    shape: tuple[int, int]  # the batch's padded grid
+    a: torch.Tensor  # (B, rows * cols of the padded grid) stage-1 attention
+    tiles: stages.CountDraws  # the distinct drawn (image, tile) pairs
+    b: torch.Tensor  # (M, h2 * w2) stage-2 attention of each pair
+    pair_images: np.ndarray  # (M,) image of each pair
+    pair_cells: np.ndarray  # (M, 2) (row, col) of each pair's tile
+    subtile_images: np.ndarray  # (K,) image of each sampled sub-tile, in draw order
+    subtile_pairs: np.ndarray  # (K,) pair of each sampled sub-tile
+    centres: np.ndarray  # (K, 2) full-resolution (y, x) centres
 
 
 class ZoomInNet(AttentionSamplingClassifier):
@@ -74,6 +111,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         self.s1 = params.s1
         self.s2 = params.s2
         self.n = params.n
+        self.control_variate = params.control_variate
         self.pool = int(round(self.tile * self.s1))
         self.view2 = scaled_length(self.tile, self.s2)
         self.tile_attention = AttentionNet(params.attention_activation)
@@ -96,60 +134,62 @@ class ZoomInNet(AttentionSamplingClassifier):
     ) -> Representation:
         """``Psi_hat`` for each image (``(B, D)``), the entropy term and the attention."""
         check_sampling(sampling)
-        tile_probs = [torch.softmax(logits.reshape(-1), dim=0) for logits in self.tile_logits(images)]
-        plans = [self._allocate(a, sampling, generator, contrast) for a in tile_probs]
-        pairs = [(i, t) for i, (_, counts) in enumerate(plans) for t in counts.nonzero()[:, 0].tolist()]
-        b, chosen, positions, subtile_entropy = self._subtile_draws(
-            images, pairs, plans, sampling, generator, contrast
-        )
+        count = len(images)
+        grids = [self.grid(image) for image in images]
+        shape = (max(rows for rows, _ in grids), max(cols for _, cols in grids))
 
-        centres = [self.subtile_centres(images[i], t, positions[m]) for m, (i, t) in enumerate(pairs)]
-        feats = self._features_by_pair(images, pairs, centres)
+        # Stage 1: the tile attention a of every image (B, tiles of the padded grid); N draws each
+        logits = self._batch_tile_logits(images, grids, shape)
+        a = torch.softmax(logits.reshape(count, -1), dim=1)
+        support = torch.isfinite(logits).reshape(count, -1)  # each image's tiles (and tissue)
+        q, counts = self._allocate(a, sampling, generator, contrast, support=support)
+        tiles = stages.counted_cells(q, counts)  # the M distinct drawn (image, tile) pairs
+        pair_images = tiles.row.cpu().numpy()
+        pair_cells = np.stack(np.divmod(tiles.cell.cpu().numpy(), shape[1]), axis=1)
 
-        by_image = [[m for m, (j, _) in enumerate(pairs) if j == i] for i in range(len(images))]
-        tile_estimates = [
-            {
-                pairs[m][1]: estimators.expectation_without_replacement(chosen[m], positions[m], feats[m])
-                for m in mine
-            }
-            for mine in by_image
-        ]
-        psi = torch.stack(
-            [
-                estimators.two_stage_expectation(q, counts, tile_estimates[i])
-                for i, (q, counts) in enumerate(plans)
-            ]
+        # Stage 2: b_t of every drawn tile (M, positions); min(k_t, positions) distinct draws each
+        b = self._pair_log_probs(images, pair_images, pair_cells).exp()
+        subtiles = self.sample_subtiles(complement(b) if contrast else b, tiles, sampling, generator)
+        subtile_pairs, rank = np.nonzero(subtiles.valid.cpu().numpy())  # the K sub-tiles, pair by pair
+        positions = subtiles.positions.cpu().numpy()[subtile_pairs, rank]
+        centres = subtile_centre_array(pair_cells[subtile_pairs], positions, self.tile, self.view2)
+
+        # f on the K sub-tiles; E_t per pair, then Psi_hat per image (segment sums of weighted draws)
+        features = stages.scatter_draws(self._features(images, pair_images[subtile_pairs], centres), subtiles.valid)
+        control = self.control_variate and torch.is_grad_enabled()
+        inner = stages.position_estimate(subtiles, features, tiles.row, count, control)
+        psi = stages.counted_estimate(tiles, inner, count, control)
+
+        pairs_per_image = torch.bincount(tiles.row, minlength=count).to(a.dtype)
+        subtile_entropy = a.new_zeros(count).index_add(0, tiles.row, entropy(b)) / pairs_per_image
+        drawn = DrawnBatch(
+            grids, shape, a, tiles, b, pair_images, pair_cells, pair_images[subtile_pairs], subtile_pairs, centres
         )
-        entropies = torch.stack(
-            [entropy(a) + subtile_entropy[mine].mean() for a, mine in zip(tile_probs, by_image)]
-        )
-        attention = []
-        for image, a, (_, counts), mine in zip(images, tile_probs, plans, by_image):
-            rows, cols = self.grid(image)
-            attention.append(
-                Attention(
-                    image_size=image.size,
-                    stage1=AttentionMap(a.reshape(rows, cols), (0.0, 0.0), (self.tile, self.tile)),
-                    stage2={pairs[m][1]: self._tile_map(image, pairs[m][1], b[m]) for m in mine},
-                    sampled=SampledRegions(
-                        torch.cat([centres[m] for m in mine]),
-                        self.subtile,
-                        torch.cat([torch.full((len(centres[m]),), pairs[m][1]) for m in mine]),
-                    ),
-                    counts=counts.reshape(rows, cols),
-                )
-            )
-        return Representation(psi, entropies, attention)
+        attention = LazyAttention(count, lambda i: self._attention(drawn, i, images[i]))
+        return Representation(psi, entropy(a) + subtile_entropy, attention)
+
+    def sample_subtiles(
+        self,
+        probs: torch.Tensor,
+        tiles: stages.CountDraws,
+        sampling: str,
+        generator: torch.Generator | None,
+    ) -> stages.PositionDraws:
+        """Stage 2, the sub-tile sampler: ``min(k_t, positions)`` distinct positions of each drawn
+        tile's distribution (``probs``: ``(M, h2 * w2)``, one row per drawn pair), all tiles in one
+        call (Gumbel-top-k; the top positions for ``sampling="topk"``), with their weights."""
+        return stages.draw_positions(probs, tiles.count, sampling, generator)
 
     def exact_representation(self, image: ImageAccess) -> torch.Tensor:
         """The exact ``Psi = sum_t a_t sum_j b_tj f(S_tj)`` over every tile and sub-tile (small images)."""
+        rows, cols = self.grid(image)
         a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
-        tiles = list(range(a.numel()))
-        b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
-        everywhere = torch.arange(b.shape[1], device=b.device)
-        centres = torch.cat([self.subtile_centres(image, t, everywhere) for t in tiles])
-        feats = self.features(to_module(image.patches(centres, self.subtile), self))
-        feats = feats.reshape(len(tiles), b.shape[1], -1)
+        cells = np.stack(np.divmod(np.arange(rows * cols), cols), axis=1)
+        b = self._pair_log_probs([image], np.zeros(len(cells), dtype=int), cells).exp()
+        positions = np.tile(np.arange(b.shape[1]), len(cells))
+        centres = subtile_centre_array(np.repeat(cells, b.shape[1], axis=0), positions, self.tile, self.view2)
+        feats = self.features(read_patches([image], np.zeros(len(centres), dtype=int), centres, self.subtile, self))
+        feats = feats.reshape(len(cells), b.shape[1], -1)
         return torch.einsum("t,tj,tjd->d", a, b, feats)
 
     @torch.no_grad()
@@ -159,16 +199,17 @@ class ZoomInNet(AttentionSamplingClassifier):
         rows, cols = self.grid(image)
         a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
         if tiles is None:
-            tiles = range(a.numel()) if a.numel() <= 64 else draws.top_k(a, 16).tolist()
+            tiles = range(a.numel()) if a.numel() <= 64 else samplers.top_k(a, 16).tolist()
         tiles = list(tiles)
-        b = self.subtile_log_probs([image], tiles, [0] * len(tiles)).exp()
+        cells = np.array([divmod(t, cols) for t in tiles], dtype=int).reshape(-1, 2)
+        b = self._pair_log_probs([image], np.zeros(len(tiles), dtype=int), cells).exp()
         return Attention(
             image_size=image.size,
             stage1=AttentionMap(a.reshape(rows, cols), (0.0, 0.0), (self.tile, self.tile)),
-            stage2={t: self._tile_map(image, t, b[m]) for m, t in enumerate(tiles)},
+            stage2={t: self._tile_map(cells[m], b[m]) for m, t in enumerate(tiles)},
         ).detached()
 
-    # ----------------------------------------------------------------- stages
+    # ----------------------------------------------------------------- stage 1
     def grid(self, image: ImageAccess) -> tuple[int, int]:
         """Tile grid ``(rows, cols)`` of an image."""
         height, width = image.size
@@ -176,146 +217,136 @@ class ZoomInNet(AttentionSamplingClassifier):
 
     def tile_logits(self, images: Sequence[ImageAccess]) -> list[torch.Tensor]:
         """Stage 1: one ``(rows, cols)`` logit map per image, from the attention net over ``V1``
-        (band by band at inference, :func:`zoomin.models.bounded_memory.banded_logits`)."""
+        (band by band at inference, :func:`zoomin.models.bounded_memory.banded_logits`); tiles
+        without tissue (``tissue_only``) are ``-inf``."""
+        grids = [self.grid(image) for image in images]
+        shape = (max(rows for rows, _ in grids), max(cols for _, cols in grids))
+        logits = self._batch_tile_logits(images, grids, shape)
+        return [logits[i, :rows, :cols] for i, (rows, cols) in enumerate(grids)]
+
+    def _batch_tile_logits(
+        self, images: Sequence[ImageAccess], grids: list[tuple[int, int]], shape: tuple[int, int]
+    ) -> torch.Tensor:
+        """``(B, *shape)`` tile logits of a batch, ``-inf`` outside each image's grid."""
         if self.streams():
-            return [
-                banded_logits(
-                    self.tile_attention, image, self.s1, self.grid(image), self.pool, self.chunk_pixels, self
+            logits = torch.full((len(images),) + shape, float("-inf"), device=next(self.parameters()).device)
+            for i, (image, (rows, cols)) in enumerate(zip(images, grids)):  # inference: one image at a time
+                logits[i, :rows, :cols] = banded_logits(
+                    self.tile_attention, image, self.s1, (rows, cols), self.pool, self.chunk_pixels, self
                 )
-                for image in images
-            ]
-        views = []
-        for image in images:
-            rows, cols = self.grid(image)
-            view = to_module(image.view(self.s1), self)
-            view = view[:, : rows * self.pool, : cols * self.pool]
-            pad_h = rows * self.pool - view.shape[1]
-            pad_w = cols * self.pool - view.shape[2]
-            views.append(F.pad(view, (0, pad_w, 0, pad_h)))
-        logits = run_grouped(self._pooled_tile_logits, views)
+        else:
+            pixels = (shape[0] * self.pool, shape[1] * self.pool)
+            extents = [(rows * self.pool, cols * self.pool) for rows, cols in grids]
+            views = read_views(images, self.s1, pixels, self)
+            mask = extent_mask(extents, pixels, views.device)
+            logits = F.avg_pool2d(self.tile_attention(views, mask)[:, None], self.pool)[:, 0]
+            inside = extent_mask(grids, shape, views.device)
+            if inside is not None:
+                logits = logits.masked_fill(inside[:, 0] == 0, float("-inf"))
         if self.params.tissue_only:
-            logits = [self._without_background(image, tile_logits) for image, tile_logits in zip(images, logits)]
+            logits = self._without_background(images, logits)
         return logits
 
-    def _without_background(self, image: ImageAccess, logits: torch.Tensor) -> torch.Tensor:
+    def _without_background(self, images: Sequence[ImageAccess], logits: torch.Tensor) -> torch.Tensor:
         """``logits`` with the tiles that hold no tissue set to -inf (zero attention, never drawn),
-        for images that know their tissue (whole slides: ``tile_mask``); unchanged otherwise."""
-        tissue = image.tile_mask(self.tile)
-        if tissue is None or not tissue.any():
+        for images that know their tissue (whole slides: ``tile_mask``) and have some."""
+        background = np.zeros(logits.shape, dtype=bool)
+        for i, image in enumerate(images):  # reads each slide's tissue mask (metadata, no autograd)
+            tissue = image.tile_mask(self.tile)
+            if tissue is not None and tissue.any():
+                tissue = np.asarray(tissue, dtype=bool)
+                background[i, : tissue.shape[0], : tissue.shape[1]] = ~tissue
+        if not background.any():
             return logits
-        return logits.masked_fill(~tissue.to(logits.device), float("-inf"))
+        return logits.masked_fill(torch.from_numpy(background).to(logits.device), float("-inf"))
 
-    def _pooled_tile_logits(self, views: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(self.tile_attention(views)[:, None], self.pool)[:, 0]
+    def _allocate(
+        self,
+        a: torch.Tensor,
+        sampling: str,
+        generator: torch.Generator | None,
+        contrast: bool,
+        support: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tile distribution drawn from and the counts ``k_t`` of the ``N`` draws, per row of ``a``
+        (``(..., tiles)``). Contrastive: ``normalise(1 - a)`` on ``support`` (each image's tiles),
+        and on the tissue under ``tissue_only``."""
+        q = a
+        if contrast:
+            if self.params.tissue_only:  # the complement stays on the tissue too
+                support = (a > 0) if support is None else support & (a > 0)
+            q = complement(a, support)
+        return q, stages.draw_counts(q, self.n, sampling, generator)
+
+    # ----------------------------------------------------------------- stage 2
+    def _pair_log_probs(self, images: Sequence[ImageAccess], owners: np.ndarray, cells: np.ndarray) -> torch.Tensor:
+        """``log b_t`` over the ``h2*w2`` positions of tile ``cells[m]`` (row, col) of image
+        ``images[owners[m]]``: all tiles in one call in training, ``chunk_pixels`` at a time at inference."""
+        corners = [(int(row) * self.tile, int(col) * self.tile) for row, col in cells]
+        size = max(1, self.chunk_pixels // (self.view2 * self.view2)) if self.streams() else max(1, len(corners))
+        parts = []
+        for start in range(0, len(corners), size):
+            part = slice(start, start + size)
+            views = read_regions(images, owners[part], corners[part], self.tile, self.s2, self.view2, self)
+            parts.append(self.subtile_attention(views).reshape(len(views), -1))
+        logits = torch.cat(parts) if len(parts) != 1 else parts[0]
+        return torch.log_softmax(logits, dim=1)
 
     def subtile_log_probs(
         self, images: Sequence[ImageAccess], tiles: Sequence[int], owners: Sequence[int]
     ) -> torch.Tensor:
         """Stage 2: ``log b_t`` over the ``h2*w2`` positions of each tile ``tiles[m]`` of image
-        ``images[owners[m]]``, all tiles in one call -> ``(len(tiles), h2*w2)``."""
-        views = []
-        for tile, owner in zip(tiles, owners):
-            image = images[owner]
-            row, col = divmod(tile, self.grid(image)[1])
-            views.append(image.region_view(row * self.tile, col * self.tile, self.tile, self.s2))
-        logits = self.subtile_attention(to_module(torch.stack(views), self))
-        return torch.log_softmax(logits.reshape(len(views), -1), dim=1)
-
-    # ----------------------------------------------------------------- helpers
-    def _allocate(
-        self, a: torch.Tensor, sampling: str, generator: torch.Generator | None, contrast: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The tile distribution used for drawing, and the counts ``k_t`` of the ``N`` draws."""
-        q = complement(a) if contrast else a
-        if contrast and self.params.tissue_only:  # the complement stays on the tissue too
-            q = q * (a > 0)
-            q = q / q.sum()
-        if sampling == "topk":
-            counts = largest_remainder_counts(q, self.n).to(q.device)
-        else:
-            counts = draws.counts(draws.sample_with_replacement(q, self.n, generator), q.numel())
-        return q, counts
-
-    def _subtile_draws(
-        self,
-        images: Sequence[ImageAccess],
-        pairs: list[tuple[int, int]],
-        plans: list[tuple[torch.Tensor, torch.Tensor]],
-        sampling: str,
-        generator: torch.Generator | None,
-        contrast: bool,
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        """Stage 2 for every (image, tile) pair: ``b_t``, the distribution drawn from (``b_t`` or
-        its complement), the distinct positions drawn (in draw order) and the entropy of ``b_t``.
-
-        All pairs in one call in training; in chunks of ``chunk_pixels`` at inference, drawing the
-        same random numbers in the same order (one row of noise per pair, the same top-k width).
-        """
-        cells = self.view2 * self.view2
-        wanted = [int(plans[i][1][t]) for i, t in pairs]
-        width = max(min(w, cells) for w in wanted)
-        size = self.chunk_pixels // cells if self.streams() else len(pairs)
-        b_rows: list[torch.Tensor] = []
-        chosen_rows: list[torch.Tensor] = []
-        positions: list[torch.Tensor] = []
-        entropies = []
-        for start in range(0, len(pairs), max(1, size)):
-            part = pairs[start : start + max(1, size)]
-            b = self.subtile_log_probs(images, [t for _, t in part], [i for i, _ in part]).exp()
-            chosen = complement(b) if contrast else b
-            log_probs = torch.log(chosen)
-            if sampling == "topk":
-                order = draws.top_k(log_probs, width)
-            else:
-                order = draws.gumbel_top_k(log_probs, width, generator)
-            available = (chosen > 0).sum(dim=1).tolist()
-            for row, m in enumerate(range(start, start + len(part))):
-                positions.append(order[row, : min(wanted[m], available[row])])
-            b_rows.extend(b.unbind(0))
-            chosen_rows.extend(chosen.unbind(0))
-            entropies.append(entropy(b))
-        return b_rows, chosen_rows, positions, torch.cat(entropies)
-
-    def _tile_map(self, image: ImageAccess, tile: int, b: torch.Tensor) -> AttentionMap:
-        """``b_t`` of ``tile`` as a map over that tile (``view2 x view2`` cells)."""
-        row, col = divmod(tile, self.grid(image)[1])
-        step = self.tile / self.view2
-        return AttentionMap(b.reshape(self.view2, self.view2), (row * self.tile, col * self.tile), (step, step))
+        ``images[owners[m]]`` -> ``(len(tiles), h2*w2)``."""
+        cells = np.array([divmod(t, self.grid(images[o])[1]) for t, o in zip(tiles, owners)], dtype=int)
+        return self._pair_log_probs(images, np.asarray(owners, dtype=int), cells.reshape(-1, 2))
 
     def subtile_centres(self, image: ImageAccess, tile: int, positions: torch.Tensor) -> torch.Tensor:
         """Full-resolution ``(y, x)`` centres of the sub-tiles at ``positions`` of ``tile``."""
-        row, col = divmod(tile, self.grid(image)[1])
+        positions = np.asarray(positions.detach().cpu() if hasattr(positions, "detach") else positions).reshape(-1)
+        cells = np.tile(np.array(divmod(tile, self.grid(image)[1])), (len(positions), 1))
+        return torch.from_numpy(subtile_centre_array(cells, positions, self.tile, self.view2))
+
+    def _features(self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray) -> torch.Tensor:
+        """``f`` of every sampled sub-tile of the batch: one call in training, chunks of
+        ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
+        size = max(1, self.chunk_pixels // (self.subtile * self.subtile)) if self.streams() else max(1, len(owners))
+        parts = []
+        for start in range(0, max(1, len(owners)), size):
+            part = slice(start, start + size)
+            parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
+
+    # ----------------------------------------------------------------- attention output
+    def _tile_map(self, cell: np.ndarray, b: torch.Tensor) -> AttentionMap:
+        """``b_t`` of the tile at ``cell`` (row, col) as a map over that tile (``view2 x view2`` cells)."""
         step = self.tile / self.view2
-        y = torch.div(positions, self.view2, rounding_mode="floor").double()
-        x = (positions % self.view2).double()
-        return torch.stack(
-            [row * self.tile + (y + 0.5) * step, col * self.tile + (x + 0.5) * step], dim=1
-        ).cpu()
+        origin = (int(cell[0]) * self.tile, int(cell[1]) * self.tile)
+        return AttentionMap(b.reshape(self.view2, self.view2), origin, (step, step))
 
-    def _features_by_pair(
-        self,
-        images: Sequence[ImageAccess],
-        pairs: list[tuple[int, int]],
-        centres: list[torch.Tensor],
-    ) -> list[torch.Tensor]:
-        """``f`` of every sampled sub-tile of the batch, split back per pair: one call in training,
-        chunks of ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
-        subtiles = [(i, centre) for (i, _), mine in zip(pairs, centres) for centre in mine]
-        if self.streams():
-            runs = chunks(subtiles, self.subtile * self.subtile, self.chunk_pixels)
-        else:
-            runs = [subtiles]
-        feats = torch.cat([self.features(to_module(self._patches(images, run), self)) for run in runs if run])
-        return list(torch.split(feats, [len(c) for c in centres]))
+    def _attention(self, drawn: DrawnBatch, i: int, image: ImageAccess) -> Attention:
+        """Image ``i``'s attention, sliced from the batch's tensors (read on demand)."""
+        rows, cols = drawn.grids[i]
+        padded = drawn.shape
+        pairs = np.flatnonzero(drawn.pair_images == i)
+        subtiles = np.flatnonzero(drawn.subtile_images == i)
+        own = drawn.pair_cells[:, 0] * cols + drawn.pair_cells[:, 1]  # tile index in the image's own grid
+        return Attention(
+            image_size=image.size,
+            stage1=AttentionMap(drawn.a[i].reshape(padded)[:rows, :cols], (0.0, 0.0), (self.tile, self.tile)),
+            stage2={int(own[m]): self._tile_map(drawn.pair_cells[m], drawn.b[m]) for m in pairs},
+            sampled=SampledRegions(
+                torch.from_numpy(drawn.centres[subtiles]),
+                self.subtile,
+                torch.from_numpy(own[drawn.subtile_pairs[subtiles]]),
+            ),
+            counts=drawn.tiles.counts[i].reshape(padded)[:rows, :cols],
+        )
 
-    def _patches(self, images: Sequence[ImageAccess], subtiles: Sequence[tuple[int, torch.Tensor]]) -> torch.Tensor:
-        """Full-resolution sub-tiles of ``(image index, centre)`` pairs, one read per run of one image."""
-        parts, start = [], 0
-        while start < len(subtiles):
-            owner, stop = subtiles[start][0], start
-            while stop < len(subtiles) and subtiles[stop][0] == owner:
-                stop += 1
-            centres = torch.stack([centre for _, centre in subtiles[start:stop]])
-            parts.append(images[owner].patches(centres, self.subtile))
-            start = stop
-        return torch.cat(parts)
+
+def subtile_centre_array(cells: np.ndarray, positions: np.ndarray, tile: int, view2: int) -> np.ndarray:
+    """``(n, 2)`` full-resolution ``(y, x)`` centres of the sub-tiles at ``positions`` (flat indices
+    into a ``view2 x view2`` stage-2 view) of the tiles at ``cells`` (``(n, 2)``: row, col)."""
+    step = tile / view2
+    y, x = np.divmod(np.asarray(positions, dtype=np.int64), view2)
+    cells = np.asarray(cells, dtype=np.int64).reshape(-1, 2)
+    return np.stack([cells[:, 0] * tile + (y + 0.5) * step, cells[:, 1] * tile + (x + 0.5) * step], axis=1)

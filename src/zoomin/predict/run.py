@@ -1,14 +1,18 @@
 """``zoomin predict``: a trained model applied to new images and slides, with its outputs.
 
-For each input (:mod:`zoomin.predict.inputs`) the model runs once, at inference (eval mode, no
-autograd: the bounded-memory path of :mod:`zoomin.models.bounded_memory`), through
-:func:`zoomin.training.inference.image_output` -- the function the test evaluation uses too -- so with the
-run's seed and sampling mode an image gets exactly the probabilities ``metrics.json`` recorded for
-it. Outputs in ``out_dir``:
+For each input (:mod:`zoomin.predict.inputs`) the model runs at inference (eval mode, no autograd:
+the bounded-memory path of :mod:`zoomin.models.bounded_memory`) through
+:func:`zoomin.training.inference.image_prediction` -- the function the test evaluation uses too --
+once per test-time draw (the run's ``test_draws``, or ``draws``; once for a model that draws
+nothing), the probabilities averaged over the draws: so with the run's seed, sampling mode and
+draws an image gets exactly the probabilities ``metrics.json`` recorded for it. The heatmaps and
+annotations show the attention of the first draw. Outputs in ``out_dir``:
 
 * ``predictions.csv`` -- one row per input: id, path, kind, size, predicted class, one ``p_<class>``
-  column per class, the seed and sampling mode, the model's type, dataset, method and run, and the
-  names of the files below;
+  column per class, the spread of the predicted class's probability over the draws
+  (``draw_spread``: standard deviation, 0 for a model that draws nothing, empty after one draw of
+  a sampling model), the seed, sampling mode and draws, the model's type, dataset, method and run,
+  and the names of the files below;
 * ``<id>.heatmap.png`` (:mod:`zoomin.predict.heatmap`), ``<id>.geojson`` and, with ``asap``,
   ``<id>.xml`` (:mod:`zoomin.predict.annotations`) -- for models with attention; a model without
   (a CNN) gets the CSV only, and the log says so.
@@ -46,7 +50,7 @@ from zoomin.predict.host_memory import trim_freed_memory
 from zoomin.predict.inputs import PredictInput, open_input, resolve_inputs
 from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.device import choose_device
-from zoomin.training.inference import image_output
+from zoomin.training.inference import image_prediction
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +84,12 @@ def predict(
     tile = params.tile_size() or DEFAULT_SLIDE_TILE
     seed = settings.seed if settings.seed is not None else int(meta.get("seed", 0))
     sampling = settings.sampling or meta.get("sampling_at_test") or "sample"
+    draws = settings.draws if settings.draws is not None else int(meta.get("test_draws", 1))
     if model_type(meta["model_type"]).attention == "none":
         log.info("the %s model has no attention: %s only, no heatmaps or GeoJSON", meta["model_type"], CSV_NAME)
-    log.info("%d input(s); seed %d, sampling %s, device %s", len(items), seed, sampling, torch_device)
+    log.info(
+        "%d input(s); seed %d, sampling %s, %d draw(s), device %s", len(items), seed, sampling, draws, torch_device
+    )
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -92,7 +99,9 @@ def predict(
             for item in items:
                 with open_input(item, cache_scales, tile, caches) as image:
                     check_input(model, meta, view_scales, item, image, settings.ignore_mpp)
-                    rows.append(_predict_one(model, meta, item, image, staging, torch_device, seed, sampling, settings))
+                    rows.append(
+                        _predict_one(model, meta, item, image, staging, torch_device, (seed, sampling, draws), settings)
+                    )
                 trim_freed_memory()  # what this input's tensors left in the heap (zoomin.predict.host_memory)
         _write_csv(staging / CSV_NAME, rows, meta["classes"])
         _publish(staging, out_dir)
@@ -109,13 +118,14 @@ def _predict_one(
     image: Any,
     staging: Path,
     device: torch.device,
-    seed: int,
-    sampling: str,
+    draw_settings: tuple[int, str, int],
     settings: PredictSettings,
 ) -> dict[str, Any]:
     classes = list(meta["classes"])
-    output = image_output(model, image, device, seed, sampling)
-    probabilities = torch.softmax(output.logits.float(), dim=1)[0].cpu().tolist()
+    seed, sampling, draws = draw_settings
+    prediction = image_prediction(model, image, device, seed, sampling, draws)
+    output = prediction.first
+    probabilities = prediction.probabilities.tolist()
     predicted = classes[max(range(len(classes)), key=probabilities.__getitem__)]
     height, width = image.size
     row: dict[str, Any] = {
@@ -126,8 +136,10 @@ def _predict_one(
         "width": width,
         "predicted": predicted,
         **{f"p_{name}": p for name, p in zip(classes, probabilities)},
+        "draw_spread": "" if prediction.spread is None else prediction.spread,
         "seed": seed,
         "sampling": sampling,
+        "draws": draws,
         "model_type": meta["model_type"],
         "dataset": meta.get("dataset", ""),
         "method": meta.get("method", ""),
@@ -165,7 +177,8 @@ def _cache_folder(cache_dir: str | Path | None) -> Iterator[Path]:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], classes: Sequence[str]) -> None:
     columns = ["image_id", "path", "kind", "height", "width", "predicted", *(f"p_{c}" for c in classes)]
-    columns += ["seed", "sampling", "model_type", "dataset", "method", "run", "heatmap", "geojson", "asap"]
+    columns += ["draw_spread", "seed", "sampling", "draws", "model_type", "dataset", "method", "run"]
+    columns += ["heatmap", "geojson", "asap"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()

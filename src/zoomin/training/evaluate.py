@@ -1,12 +1,18 @@
 """Evaluating one trained run: test accuracy (and ROC AUC), then per-image inference cost (batch 1).
 
 Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N),
-each test image scored alone with its own generator (:func:`zoomin.training.inference.image_probabilities`,
+each test image scored alone with its own generator and its class probabilities averaged over
+``training.test_draws`` draws (:func:`zoomin.training.inference.image_probabilities_and_spreads`,
 what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities and,
 for a two-class dataset, the ROC AUC of the second class (``positive`` in every two-class dataset
-here) against the first; it is ``null`` when the test set holds one class only.
-FLOPs, peak memory and time are measured with the same sampling by
-:func:`zoomin.measure.measure_inference` on the first test image. The seed and device are
+here) against the first; it is ``null`` when the test set holds one class only. How much a
+prediction moves between draws: ``draw_spread``, per image the standard deviation over the draws
+of the predicted class's probability (0 for a model that draws nothing, ``null`` for a sampling
+model evaluated with one draw), and ``draw_spread_mean``, its mean over the images.
+
+MACs, FLOPs, peak memory and time are measured with the same sampling over ``measure.images`` test
+images (:func:`zoomin.measure.measure_across_images`: the peak memory over them, the time and MACs
+of the largest; ``cost_basis`` in the metrics says which number is which). The seed and device are
 recorded with the numbers.
 """
 
@@ -25,10 +31,10 @@ from zoomin.atomic import atomic_path
 from zoomin.config.run import RunSpec
 from zoomin.config.runs import Stream, stream_seed
 from zoomin.data.splits import load_run_data
-from zoomin.measure import measure_inference
+from zoomin.measure import measure_across_images
 from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.device import choose_device
-from zoomin.training.inference import image_probabilities
+from zoomin.training.inference import image_probabilities_and_spreads
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,8 @@ def two_class_auc(labels: list[int], probabilities: torch.Tensor) -> float | Non
     The area under the ROC curve is the Mann-Whitney statistic: the fraction of (class 1, class 0)
     pairs of images in which the class-1 image scores higher, a tie counting half. Counted here in
     integers from mid-ranks (one division at the end) instead of with scikit-learn, whose import
-    (with scipy and pandas) took 2 s of every training job's start-up."""
+    (with scipy and pandas) took 0.5 s of a two-class training job on a quiet 2-core machine, 3-5 s
+    loaded (benchmarks/README.md, "Job start-up")."""
     if len(set(labels)) < 2:
         return None
     scores = probabilities[:, 1].double().numpy()
@@ -51,14 +58,22 @@ def two_class_auc(labels: list[int], probabilities: torch.Tensor) -> float | Non
     return twice_u / (2 * n_pos * n_neg)
 
 
+def mean_spread(spreads: list[float | None]) -> float | None:
+    """The mean of the per-image draw spreads; ``None`` when any is unknown (one draw of a sampling model)."""
+    if not spreads or any(spread is None for spread in spreads):
+        return None
+    return sum(spreads) / len(spreads)  # type: ignore[arg-type]
+
+
 def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) -> dict[str, Any]:
     """Write ``out_metrics`` (JSON) for the model of ``spec`` at ``model_path``; return the metrics."""
     device = choose_device(spec.settings.device)
     sampling = spec.training.sampling_at_test
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
+    draws = spec.training.test_draws
     test_images = (data.test.image(i) for i in range(len(data.test)))
-    probabilities = image_probabilities(model, test_images, device, spec.seed, sampling)
+    probabilities, spreads = image_probabilities_and_spreads(model, test_images, device, spec.seed, sampling, draws)
     predictions = probabilities.argmax(1).tolist()
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))
@@ -69,9 +84,10 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "" if auc is None else f", AUC {auc:.3f}",
     )
 
-    cost = measure_inference(
-        model, data.test.image(0), device, seed=stream_seed(spec.seed, Stream.COST),
-        repeats=spec.measure.repeats, warmup=spec.measure.warmup, sampling=sampling, budget_s=spec.measure.budget_s,
+    cost = measure_across_images(
+        model, [(data.test.image_id(i), data.test.image(i)) for i in range(len(data.test))], device,
+        seed=stream_seed(spec.seed, Stream.COST), count=spec.measure.images, repeats=spec.measure.repeats,
+        warmup=spec.measure.warmup, sampling=sampling, budget_s=spec.measure.budget_s,
     )
     metrics = {
         "dataset": spec.dataset,
@@ -86,9 +102,10 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "image_ids": list(data.test.image_ids),
         "probabilities": probabilities.tolist(),
         "sampling": sampling,
-        "gflops": cost["gflops"],
-        "peak_memory_mb": cost["peak_memory_mb"],
-        "time_ms": cost["time_ms"],
+        "test_draws": draws,
+        "draw_spread": spreads,
+        "draw_spread_mean": mean_spread(spreads),
+        **cost,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "model_type": meta["model_type"],

@@ -1,13 +1,18 @@
 """Running a trained model over images: class probabilities, predicted classes and accuracy.
 
-The Monte Carlo draws come from a generator on the model's device seeded by the run's seed plus
-its evaluation stream (:func:`zoomin.config.runs.stream_seed`), so every result is repeatable. Two ways of spending it:
+The Monte Carlo draws come from a generator on the model's device seeded with the run's evaluation
+stream (:func:`zoomin.config.runs.stream_seed`), so every result is repeatable. Two ways of spending it:
 
-* :func:`image_output` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
-  generator. An image's probabilities then depend only on the model, the image, the seed and the
-  sampling mode, not on which images were scored with it: this is what the test evaluation
-  (:mod:`zoomin.training.evaluate`) and ``zoomin predict`` use, so both give the same probabilities for
-  the same image and seed.
+* :func:`image_prediction` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
+  generator, ``draws`` (M) forward passes one after the other on it, the class probabilities
+  averaged over them (test-time Monte Carlo averaging; ``training.test_draws``). Draw 0 is the
+  single draw of ``M = 1``; draw ``m`` continues the generator where draw ``m - 1`` left it, so the M
+  draws are repeatable and distinct. A model that takes nothing from the generator in its first
+  pass (a CNN, top-N inference, any deterministic model) would give the same output M times: it
+  runs once. An image's probabilities then depend only on the model, the image, the seed, the
+  sampling mode and M, not on which images were scored with it: this is what the test evaluation
+  (:mod:`zoomin.training.evaluate`) and ``zoomin predict`` use, so both give the same probabilities
+  for the same image and seed.
 * :func:`predict_logits` / :func:`accuracy` -- batches of :data:`BATCH_SIZE` sharing one generator
   (faster): the validation accuracy of each training epoch, which only ranks epochs.
 
@@ -18,6 +23,7 @@ models that have one (:mod:`zoomin.models.bounded_memory`).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -34,25 +40,96 @@ def stream_generator(run_seed: int, stream: Stream, device: torch.device | str =
     return torch.Generator(device=device).manual_seed(stream_seed(run_seed, stream))
 
 
+@dataclass
+class ImagePrediction:
+    """One image's prediction over its test-time draws.
+
+    ``probabilities``: ``(classes,)``, the mean over the draws (CPU). ``draw_probabilities``:
+    ``(draws run, classes)``, each draw's. ``first``: the model's output of draw 0 (its attention is
+    what ``zoomin predict`` draws). ``sampled``: whether the model took random numbers at all (if not,
+    it ran once: every draw would be the same)."""
+
+    probabilities: torch.Tensor
+    draw_probabilities: torch.Tensor
+    first: ModelOutput
+    sampled: bool
+
+    @property
+    def predicted(self) -> int:
+        return int(self.probabilities.argmax())
+
+    @property
+    def spread(self) -> float | None:
+        """The standard deviation (n - 1) over the draws of the predicted class's probability: 0 for a
+        model that draws nothing, ``None`` when a sampling model ran only one draw (unknown)."""
+        if not self.sampled:
+            return 0.0
+        if len(self.draw_probabilities) < 2:
+            return None
+        return float(self.draw_probabilities[:, self.predicted].double().std(correction=1))
+
+
+def _generator_state(generator: torch.Generator) -> torch.Tensor:
+    return generator.get_state().clone()
+
+
 @torch.no_grad()
+def image_prediction(
+    model: torch.nn.Module, image: ImageAccess, device: torch.device, seed: int, sampling: str, draws: int = 1
+) -> ImagePrediction:
+    """``draws`` forward passes on one image from the evaluation stream of the run seeded ``seed``
+    (module docstring); one pass if the model draws nothing."""
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, got {draws}")
+    model.eval()
+    generator = stream_generator(seed, Stream.EVALUATION, device)
+    before = _generator_state(generator)
+    first = model([image], generator=generator, sampling=sampling)
+    rows = [torch.softmax(first.logits.float(), dim=1)[0].cpu()]
+    sampled = not torch.equal(before, _generator_state(generator))
+    for _ in range(1, draws if sampled else 1):
+        logits = model([image], generator=generator, sampling=sampling).logits
+        rows.append(torch.softmax(logits.float(), dim=1)[0].cpu())
+    each = torch.stack(rows)
+    return ImagePrediction(each.mean(dim=0), each, first, sampled)
+
+
 def image_output(
     model: torch.nn.Module, image: ImageAccess, device: torch.device, seed: int, sampling: str
 ) -> ModelOutput:
-    """The model's output for one image, its draws from the evaluation stream of the run seeded ``seed``."""
-    model.eval()
-    generator = stream_generator(seed, Stream.EVALUATION, device)
-    return model([image], generator=generator, sampling=sampling)
+    """The model's output for one image (a single draw: draw 0 of :func:`image_prediction`)."""
+    return image_prediction(model, image, device, seed, sampling).first
+
+
+def image_probabilities_and_spreads(
+    model: torch.nn.Module,
+    images: Iterable[ImageAccess],
+    device: torch.device,
+    seed: int,
+    sampling: str,
+    draws: int = 1,
+) -> tuple[torch.Tensor, list[float | None]]:
+    """Class probabilities ``(n, classes)`` on the CPU, each image scored alone, the mean of ``draws``
+    draws (:func:`image_prediction`), and each image's :attr:`ImagePrediction.spread`. Only these are
+    kept, not the outputs (attention) of the images."""
+    rows, spreads = [], []
+    for image in images:
+        prediction = image_prediction(model, image, device, seed, sampling, draws)
+        rows.append(prediction.probabilities[None])
+        spreads.append(prediction.spread)
+    return (torch.cat(rows) if rows else torch.zeros((0, 0))), spreads
 
 
 def image_probabilities(
-    model: torch.nn.Module, images: Iterable[ImageAccess], device: torch.device, seed: int, sampling: str
+    model: torch.nn.Module,
+    images: Iterable[ImageAccess],
+    device: torch.device,
+    seed: int,
+    sampling: str,
+    draws: int = 1,
 ) -> torch.Tensor:
-    """Class probabilities ``(n, classes)`` on the CPU, each image scored alone (:func:`image_output`)."""
-    rows = [
-        torch.softmax(image_output(model, image, device, seed, sampling).logits.float(), dim=1).cpu()
-        for image in images
-    ]
-    return torch.cat(rows) if rows else torch.zeros((0, 0))
+    """The probabilities of :func:`image_probabilities_and_spreads`."""
+    return image_probabilities_and_spreads(model, images, device, seed, sampling, draws)[0]
 
 
 @torch.no_grad()

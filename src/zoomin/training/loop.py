@@ -168,10 +168,12 @@ def setup(spec: RunSpec, views: Path) -> Trainer:
         sample_rng=stream_generator(spec.seed, Stream.TRAINING, device),
         loss_config=losses.LossConfig(
             entropy_weight=cfg.entropy_lambda,
+            entropy_scale=cfg.entropy_scale,
             positive_classes=positives,
             reference_class=reference if reference is not None else 0,
             class_weights=class_weight_tensor(cfg, data, device),
             mask_weight=cfg.mask_loss_weight,
+            mask_target=cfg.mask_target,
         ),
         contrastive_start=cfg.contrastive_start if contrastive else None,
     )
@@ -288,6 +290,7 @@ def write_outputs(trainer: Trainer, state: dict[str, Any], outputs: RunOutputs) 
         "classes": trainer.data.classes,
         "mpp": trainer.data.train.cache.mpp,  # level-0 pixel size it was trained at (zoomin predict checks it)
         "sampling_at_test": spec.training.sampling_at_test,
+        "test_draws": spec.training.test_draws,  # zoomin predict averages as many draws as the evaluation
         "seed": spec.seed,
         "run": spec.run,
         "best_epoch": state.get("best_epoch", state["epoch"]),
@@ -330,8 +333,9 @@ def batch_masks(subset: Subset, batch: list[int]) -> list[torch.Tensor | None]:
 
 def run_identity(spec: RunSpec, data: RunData) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: run, seed, model, training settings (all but the
-    number of epochs, which may grow) and the images the run trains and validates on. A checkpoint
-    of this run left by an earlier config or dataset is not continued: training starts over."""
+    number of epochs, which may grow, and the test-time draws, which training never uses) and the
+    images the run trains and validates on. A checkpoint of this run left by an earlier config or
+    dataset is not continued: training starts over."""
     images = [
         [subset.image_id(i) for i in range(len(subset))] + [subset.label(i) for i in range(len(subset))]
         for subset in (data.train, data.val)
@@ -341,7 +345,9 @@ def run_identity(spec: RunSpec, data: RunData) -> dict[str, Any]:
         "run": spec.run,
         "seed": spec.seed,
         "model_params": spec.model.params.to_dict(),
-        "training": {key: value for key, value in spec.training.to_dict().items() if key != "epochs"},
+        "training": {
+            key: value for key, value in spec.training.to_dict().items() if key not in ("epochs", "test_draws")
+        },
         "data": hashlib.sha256(json.dumps([list(data.classes), images]).encode()).hexdigest(),
     }
 

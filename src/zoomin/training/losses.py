@@ -1,12 +1,17 @@
 """Training losses: ``L = CE + L_con - lambda * entropy (+ mask MSE) (+ model's own)`` (docs/method.md §9).
 
 * :func:`cross_entropy` -- (class-weighted) cross-entropy of the image-level prediction.
-* :func:`entropy_regulariser` -- ``-lambda * mean(entropy)``: rewards spread-out attention.
+* :func:`attention_entropy` / :func:`entropy_regulariser` -- ``-lambda * mean(entropy)``: rewards
+  spread-out attention. The entropy of an image is on one of two scales (``entropy_scale``):
+  ``image``, each map's entropy as ATS's regulariser takes it (the model's ``ModelOutput.entropy``),
+  or ``entry``, each map's entropy divided by its number of entries, as the Zoom-In authors' code
+  (:func:`entropy_per_entry`). The same lambda means very different things on the two scales.
 * :func:`contrastive_loss` -- in-sample contrastive loss: images of a positive class, represented
   by their LOW-attention sub-tiles (``model.contrastive_logits``), are pushed to the reference class;
   one contrastive example per positive image, weighted as one image of the batch.
 * :func:`mask_mse` / :func:`attention_mask_loss` -- MSE between attention maps and pixel
-  annotations area-averaged onto the attention grid.
+  annotations brought onto the attention grid, as a distribution or as the paper's binary map
+  (``mask_target``).
 * :func:`total_loss` -- all of the above from one :class:`LossConfig`, plus the model's own
   ``auxiliary_loss`` (baselines with terms of their own), returned as :class:`LossParts`.
 """
@@ -20,7 +25,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from zoomin.config.run import ENTROPY_SCALES, MASK_TARGETS
 from zoomin.image_access import ImageAccess
+from zoomin.models.distributions import entropy
 from zoomin.models.output import Attention, AttentionMap, ModelOutput
 
 
@@ -32,9 +39,40 @@ def cross_entropy(
     return F.cross_entropy(logits, targets.to(logits.device), weight=weight)
 
 
-def entropy_regulariser(entropy: torch.Tensor, weight: float) -> torch.Tensor:
-    """``-weight * mean(entropy)``: adding it to the loss rewards higher attention entropy."""
-    return -weight * entropy.mean()
+def entropy_regulariser(entropies: torch.Tensor, weight: float) -> torch.Tensor:
+    """``-weight * mean(entropies)``: adding it to the loss rewards higher attention entropy."""
+    return -weight * entropies.mean()
+
+
+def entropy_per_entry(output: ModelOutput) -> torch.Tensor:
+    """``(B,)``: per image, the entropy of each of its attention maps divided by the map's number of
+    entries, summed over the maps -- ``H(a)/|a| + sum_{t in U} H(b_t)/|b_t|`` for Zoom-In (the drawn
+    tiles' maps are summed, not averaged), ``H(p)/|p|`` for a one-stage model. This is the scale of
+    the Zoom-In authors' regulariser (``lambda * sum p log p`` over a map, divided by its length).
+
+    It covers the maps the model's own entropy term covers (``ModelOutput.entropy``: Zoom-In, ATS and
+    Top-K report the entropies of exactly the maps in their attention). An image whose model term is
+    0 gets 0: a model without an entropy term (zeros) stays without one, and for a model with one a
+    sum of entropies is 0 only when every map's entropy is."""
+    if not output.entropy.numel() or not bool(output.entropy.detach().ne(0).any()):
+        return output.entropy
+    if len(output.attention) != len(output.entropy):
+        raise ValueError("entropy_scale 'entry' needs the attention maps of every image of the batch")
+    values = []
+    for attention, own in zip(output.attention, output.entropy):
+        maps = [attention.stage1, *attention.stage2.values()]
+        value = torch.stack([entropy(m.probs.reshape(-1)) / m.probs.numel() for m in maps]).sum()
+        values.append(value if bool(own.detach().ne(0)) else own.new_zeros(()))
+    return torch.stack(values).to(output.entropy.dtype)
+
+
+def attention_entropy(output: ModelOutput, scale: str) -> torch.Tensor:
+    """``(B,)``: the entropy term of each image on ``scale`` (``image`` or ``entry``; module docstring)."""
+    if scale == "image":
+        return output.entropy
+    if scale == "entry":
+        return entropy_per_entry(output)
+    raise ValueError(f"entropy scale must be one of {ENTROPY_SCALES}, got {scale!r}")
 
 
 def contrastive_loss(
@@ -67,48 +105,55 @@ def contrastive_loss(
     return F.cross_entropy(logits, targets, reduction="sum") / len(labels)
 
 
-def mask_target(mask: torch.Tensor, shape: Sequence[int], normalise: bool = True) -> torch.Tensor:
-    """``mask`` (``(h, w)``, values in [0, 1]) area-averaged to ``shape``; with ``normalise``,
-    divided by its sum so it is a distribution like the attention (uniform if the mask is empty)."""
-    target = F.adaptive_avg_pool2d(mask[None, None].float(), tuple(shape))[0, 0]
-    if normalise:
-        total = target.sum()
-        target = target / total if total > 0 else torch.full_like(target, 1.0 / target.numel())
-    return target
+def mask_target(mask: torch.Tensor, shape: Sequence[int], target: str = "distribution") -> torch.Tensor:
+    """``mask`` (``(h, w)``, values in [0, 1], the object fraction of each pixel) on a ``shape`` grid.
+
+    ``distribution``: area-averaged onto the grid and divided by its sum, so it is a distribution like
+    the attention it is compared with (uniform if the mask is empty). ``binary``: 1 on every cell that
+    holds some annotated pixel, 0 elsewhere -- the paper's binary segmentation mask at the map's
+    resolution (a cell "is ROI" as a patch is in appendix L's pre-training labels)."""
+    grid = tuple(int(n) for n in shape)
+    if target == "binary":
+        return (F.adaptive_max_pool2d(mask[None, None].float(), grid)[0, 0] > 0).float()
+    if target != "distribution":
+        raise ValueError(f"mask target must be one of {MASK_TARGETS}, got {target!r}")
+    averaged = F.adaptive_avg_pool2d(mask[None, None].float(), grid)[0, 0]
+    total = averaged.sum()
+    return averaged / total if total > 0 else torch.full_like(averaged, 1.0 / averaged.numel())
 
 
-def mask_mse(attention_map: torch.Tensor, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
-    """MSE between an attention map and the mask area-averaged onto the same grid.
+def mask_mse(attention_map: torch.Tensor, mask: torch.Tensor, target: str = "distribution") -> torch.Tensor:
+    """MSE between an attention map and the mask brought onto the same grid (:func:`mask_target`).
 
-    ``mask`` must cover the same region as ``attention_map`` (at any resolution). With
-    ``normalise`` the target is the mask as a distribution (see :func:`mask_target`)."""
-    target = mask_target(mask.to(attention_map.device), attention_map.shape, normalise)
-    return F.mse_loss(attention_map, target.to(attention_map.dtype))
+    ``mask`` must cover the same region as ``attention_map`` (at any resolution)."""
+    wanted = mask_target(mask.to(attention_map.device), attention_map.shape, target)
+    return F.mse_loss(attention_map, wanted.to(attention_map.dtype))
 
 
-def attention_mask_loss(attention: Attention, mask: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+def attention_mask_loss(attention: Attention, mask: torch.Tensor, target: str = "distribution") -> torch.Tensor:
     """Mask MSE of one image's live attention (``ModelOutput.attention[i]``).
 
     ``mask``: ``(h, w)`` in [0, 1] covering the whole image at any scale. The MSE of the stage-1 map
     against the mask over the map's grid (padded with zeros where the grid runs past the image),
-    plus the mean MSE of the stage-2 maps (Zoom-In's ``b_t``, each over its tile), if any.
+    plus the mean MSE of the stage-2 maps (Zoom-In's ``b_t``, each over its tile), if any; ``target``
+    as in :func:`mask_target`.
     """
     mask_scale = mask.shape[0] / attention.image_size[0]
-    loss = _map_mask_mse(attention.stage1, mask, mask_scale, attention.image_size, normalise)
+    loss = _map_mask_mse(attention.stage1, mask, mask_scale, attention.image_size, target)
     if attention.stage2:
         stage2 = [
-            _map_mask_mse(m, mask, mask_scale, attention.image_size, normalise) for m in attention.stage2.values()
+            _map_mask_mse(m, mask, mask_scale, attention.image_size, target) for m in attention.stage2.values()
         ]
         loss = loss + torch.stack(stage2).mean()
     return loss
 
 
 def _map_mask_mse(
-    amap: AttentionMap, mask: torch.Tensor, mask_scale: float, image_size: tuple[int, int], normalise: bool
+    amap: AttentionMap, mask: torch.Tensor, mask_scale: float, image_size: tuple[int, int], target: str
 ) -> torch.Tensor:
     top, left, height, width = amap.bounds()
     if (top, left, height, width) == (0, 0, *image_size):  # the whole image: the whole mask
-        return mask_mse(amap.probs, mask, normalise)
+        return mask_mse(amap.probs, mask, target)
     region = _crop_padded(
         mask,
         round(top * mask_scale),
@@ -116,7 +161,7 @@ def _map_mask_mse(
         max(1, math.ceil(amap.shape[0] * (amap.cell[0] * mask_scale))),
         max(1, math.ceil(amap.shape[1] * (amap.cell[1] * mask_scale))),
     )
-    return mask_mse(amap.probs, region, normalise)
+    return mask_mse(amap.probs, region, target)
 
 
 def _crop_padded(mask: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
@@ -129,14 +174,16 @@ def _crop_padded(mask: torch.Tensor, top: int, left: int, height: int, width: in
 
 @dataclass
 class LossConfig:
-    """How the training loss is put together."""
+    """How the training loss is put together (``TrainingConfig`` documents each setting)."""
 
     entropy_weight: float = 1e-5
+    entropy_scale: str = "image"
     contrastive: bool = False
     positive_classes: tuple[int, ...] = (1,)
     reference_class: int = 0
     class_weights: torch.Tensor | None = None
     mask_weight: float = 0.0
+    mask_target: str = "distribution"
 
 
 @dataclass
@@ -154,7 +201,6 @@ class LossParts:
         return {name: float(getattr(self, name).detach()) for name in self.__dataclass_fields__}
 
 
-
 def total_loss(
     output: ModelOutput,
     labels: torch.Tensor,
@@ -170,7 +216,8 @@ def total_loss(
     ``auxiliary`` is ``model.auxiliary_loss(output, labels)`` (zero without a model or terms).
     ``model``, ``images`` and ``generator`` are needed only when ``config.contrastive`` is on;
     ``masks`` (one per image, ``None`` where an image has none) only when ``config.mask_weight > 0``.
-    ``entropy`` in the result is the mean entropy (positive; it enters the total with ``-lambda``).
+    ``entropy`` in the result is the mean entropy on ``config.entropy_scale`` (positive; it enters
+    the total with ``-lambda``).
     """
     labels = labels.to(output.logits.device)
     zero = output.logits.new_zeros(())
@@ -182,19 +229,20 @@ def total_loss(
         con = contrastive_loss(
             model, images, labels, config.positive_classes, config.reference_class, generator
         )
-    mean_entropy = output.entropy.mean() if output.entropy.numel() else zero
+    entropies = attention_entropy(output, config.entropy_scale)
+    mean_entropy = entropies.mean() if entropies.numel() else zero
     mask = zero
     if config.mask_weight > 0 and masks is not None and output.attention:
         parts = [
-            attention_mask_loss(attention, m.to(output.logits.device))
+            attention_mask_loss(attention, m.to(output.logits.device), config.mask_target)
             for attention, m in zip(output.attention, masks)
             if m is not None
         ]
         if parts:
             mask = torch.stack(parts).mean()
     regulariser = zero
-    if output.entropy.numel():
-        regulariser = entropy_regulariser(output.entropy, config.entropy_weight)
+    if entropies.numel():
+        regulariser = entropy_regulariser(entropies, config.entropy_weight)
     auxiliary = model.auxiliary_loss(output, labels) if model is not None else None
     auxiliary = zero if auxiliary is None else auxiliary
     total = ce + con + regulariser + config.mask_weight * mask + auxiliary

@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sampling", choices=SAMPLING_AT_TEST, default=defaults.sampling,
         help="sample (seeded draws) or topk (deterministic); default: the run's sampling_at_test",
     )
+    parser.add_argument(
+        "--draws", type=int, default=defaults.draws,
+        help="test-time draws averaged per image (default: the run's training.test_draws)",
+    )
     parser.add_argument("--asap", action="store_true", help="also write ASAP XML annotations")
     parser.add_argument(
         "--thumbnail", type=int, default=defaults.thumbnail, help="heatmap thumbnail side, px (default %(default)s)"
@@ -43,7 +47,8 @@ def run(args: argparse.Namespace) -> None:
 
     try:
         settings = PredictSettings(
-            sampling=args.sampling, seed=args.seed, asap=args.asap, thumbnail=args.thumbnail, ignore_mpp=args.ignore_mpp
+            sampling=args.sampling, seed=args.seed, draws=args.draws, asap=args.asap, thumbnail=args.thumbnail,
+            ignore_mpp=args.ignore_mpp,
         )
     except ParamError as error:
         raise ConfigError(f"--{error.field.replace('_', '-')}", error.problem) from None

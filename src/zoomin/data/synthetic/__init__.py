@@ -1,7 +1,8 @@
 """Synthetic stand-ins for the paper's datasets, written in the constructed format.
 
 One module per stand-in (``colon``, ``needle_camelyon``, ``traffic_signs``, ``fmow``,
-``needle_mnist``); each exposes ``STAND_IN`` (a :class:`~zoomin.data.synthetic.common.StandIn`).
+``needle_mnist``, and ``parametric``, the learnability sweep's object of a set size); each exposes
+``STAND_IN`` (a :class:`~zoomin.data.synthetic.common.StandIn`).
 :func:`generate` is the registry entry point used by ``zoomin construct --source synthetic``.
 docs/synthetic.md says how each stand-in differs from the real data.
 """
@@ -12,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from zoomin.data.constructed import ConstructedDataset
-from zoomin.data.synthetic import colon, fmow, needle_camelyon, needle_mnist, traffic_signs
+from zoomin.data.synthetic import colon, fmow, needle_camelyon, needle_mnist, parametric, traffic_signs
 from zoomin.data.synthetic.common import Rendered, StandIn, build, image_rng, resolve_params
 from zoomin.errors import ConfigError
 
 STAND_INS: dict[str, StandIn] = {
     module.STAND_IN.kind: module.STAND_IN
-    for module in (colon, needle_camelyon, traffic_signs, fmow, needle_mnist)
+    for module in (colon, needle_camelyon, traffic_signs, fmow, needle_mnist, parametric)
 }
 
 

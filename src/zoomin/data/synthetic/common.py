@@ -62,6 +62,10 @@ class StandIn:
     split_fractions: Mapping[str, float]
     render: RenderFn
     check: Callable[[dict[str, Any]], None] = lambda params: None
+    # (label, split) of every image from the seed and the parameters, for a stand-in whose splits
+    # have set sizes (the parametric one); None: ``n_images`` dealt by ``class_weights`` and
+    # ``split_fractions`` (:func:`plan`).
+    layout: Callable[[int, dict[str, Any]], list[tuple[str, str]]] | None = None
 
 
 def resolve_params(stand_in: StandIn, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,7 +78,7 @@ def resolve_params(stand_in: StandIn, params: Mapping[str, Any]) -> dict[str, An
     refuse_unknown(params, sorted(resolved), "construct", f"synthetic '{stand_in.kind}'")
     for key, value in params.items():
         resolved[key] = _typed(f"construct.{key}", value, resolved[key])
-    if resolved["n_images"] < 2:
+    if "n_images" in resolved and resolved["n_images"] < 2:
         raise ConfigError("construct.n_images", f"need at least 2 images, got {resolved['n_images']}")
     stand_in.check(resolved)
     return resolved
@@ -132,13 +136,16 @@ def build(
     seed = int(seed)
     resolved = resolve_params(stand_in, params)
     classes = stand_in.classes(resolved)
-    layout = plan(
-        plan_rng(seed),
-        resolved["n_images"],
-        classes,
-        stand_in.class_weights(resolved),
-        stand_in.split_fractions,
-    )
+    if stand_in.layout is not None:
+        layout = stand_in.layout(seed, resolved)
+    else:
+        layout = plan(
+            plan_rng(seed),
+            resolved["n_images"],
+            classes,
+            stand_in.class_weights(resolved),
+            stand_in.split_fractions,
+        )
     out_dir = Path(out_dir)
     log.info("synthetic %s: %d images into %s (seed %d)", stand_in.kind, len(layout), out_dir, seed)
     with staged_folder(out_dir) as staging:
