@@ -83,3 +83,16 @@ def test_the_default_reads_with_torchs_threads(truth, monkeypatch, torch_threads
         image.reader.read_many = lambda level, boxes, workers: asked.append(workers) or read_many(level, boxes, workers)
         image.patches(CENTRES, 16)
     assert asked == [expected]
+
+
+def test_the_uint8_readers_give_the_tensor_readers_pixels(truth):
+    """What the batched models read (patch_arrays, region_array) is what patches and region_view give."""
+    with SlideImage(truth.path, read_workers=2) as image:
+        arrays = image.patch_arrays(CENTRES.numpy(), 50)
+        assert arrays.dtype.name == "uint8" and arrays.shape == (len(CENTRES), 50, 50, 3)
+        assert torch.equal(torch.from_numpy(arrays).permute(0, 3, 1, 2).float().div_(255.0), image.patches(CENTRES, 50))
+        assert (arrays == InMemoryImage(truth.pixels).patch_arrays(CENTRES, 50)).all()
+        region = image.region_array(512, 256, 512, 0.25)
+        assert region.shape == (128, 128, 3)
+        assert torch.equal(torch.from_numpy(region).permute(2, 0, 1).float().div_(255.0),
+                           image.region_view(512, 256, 512, 0.25))

@@ -12,6 +12,8 @@ A whole-slide image is never read whole at full resolution:
   ``read_workers`` threads (:meth:`~zoomin.data.slide_reader.SlideReader.read_many`; the same
   pixels in the same order as one by one), by default as many as torch may use: the cores the
   job was given, idle while the model waits for its patches (benchmarks/README.md, "Data path").
+* ``view_array``, ``region_array`` and ``patch_arrays`` give the same pixels as uint8 arrays, which
+  the batched models read (:mod:`zoomin.models.batching`).
 * ``tile_mask(tile_size)`` says which tiles of the model's tile grid contain tissue (from the
   cache's tissue mask), so a model may give background tiles zero attention without reading them.
 
@@ -166,19 +168,26 @@ class SlideImage(ImageAccess):
         per_y = height / out_h
         return to_chw_float(self.reader.render(top * per_y, 0, (stop - top) * per_y, width, stop - top, out_w))
 
-    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray:
+        """The region of :meth:`region_view` as HxWx3 uint8 (the batched models read these)."""
         side = scaled_length(size, scale)
-        pixels = self.reader.render(top, left, size, size, side, side)
-        return to_chw_float(pixels)
+        return self.reader.render(top, left, size, size, side, side)
 
-    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return to_chw_float(self.region_array(top, left, size, scale))
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray:
+        """The patches of :meth:`patches` as NxHxWx3 uint8 (``centres``: any ``(n, 2)`` array-like)."""
         rows = torch.as_tensor(centres).reshape(-1, 2).tolist()
         boxes = [(patch_corner(cy, size), patch_corner(cx, size), size, size) for cy, cx in rows]
         stack = np.empty((len(rows), size, size, 3), dtype=np.uint8)
         workers = self.read_workers or min(MAX_READ_WORKERS, torch.get_num_threads())
         for index, pixels in enumerate(self.reader.read_many(0, boxes, workers)):
             stack[index] = pixels
-        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+        return stack
+
+    def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
+        return torch.from_numpy(self.patch_arrays(centres, size)).permute(0, 3, 1, 2).float().div_(255.0)
 
     # -- tissue --------------------------------------------------------------------------------
     def tissue_mask(self) -> np.ndarray:
