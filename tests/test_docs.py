@@ -279,7 +279,7 @@ def test_the_check_catches_each_kind_of_drift():
 SAMPLE = """\
 `RB` = `tests/config/test_shipped_configs.py`.
 Good: `zoomin.config.run.TrainingConfig`, `zoomin.config.load.schema()`, `results/<dataset>/views.h5`,
-`src/zoomin/models/zoomin_net.py` (`represent`, `ZoomInNet._subtile_draws`), [the method](method.md),
+`src/zoomin/models/zoomin_net.py` (`represent`, `ZoomInNet.sample_subtiles`), [the method](method.md),
 `config/paper_<table>.csv`, RB `test_every_allowed_restatement_is_still_one`, docs/method.md and
 `tests/test_docs.py::test_every_path_and_name_a_doc_writes_resolves`, `::test_the_check_catches_each_kind_of_drift`.
 Good too: `test_shipped_configs.py`, `lib/models.py`, `/views/<image_id>`, `models/model_clam.py`, `memory.py`.

@@ -57,8 +57,21 @@ def test_a_table_may_take_the_first_runs_only_and_the_runs_it_skips_are_not_trai
     assert experiment.runs_used("colon", "zoomin_lenet") == ("r0f0", "r0f1", "r0f2")  # Table 1 shows all
     assert experiment.runs_used("colon", "zoomin_n50") == ("r0f0", "r0f1", "r0f2")  # Table 3 and the sweep
     every = zconfig.prepare(_with(lambda c: c["tables"]["table4"].pop("runs", None)))
-    assert len(every.table_runs("table4")) == len(table4) + 2 * 6  # 3 folds of the 6 colon rows
+    # every run of each row: 3 folds of the 6 colon rows, every seed of the other datasets' rows
+    every_run = sum(len(every.datasets[d].runs) for d, _, _ in table4)
+    assert len(every.table_runs("table4")) == every_run > len(table4) + 2 * 6
     assert every.runs_used("colon", "zoomin_lambda0") == ("r0f0", "r0f1", "r0f2")
+
+
+def test_a_method_may_train_fewer_runs_and_its_rows_aggregate_those():
+    experiment = zconfig.prepare(_with(lambda c: c["methods"]["cnn"].update(runs=1)))
+    assert experiment.runs_used("colon", "cnn") == ("r0f0",)
+    assert experiment.runs_used("colon", "ats") == ("r0f0", "r0f1", "r0f2")
+    table1 = experiment.table_runs("table1")
+    assert [run for d, m, run in table1 if (d, m) == ("colon", "cnn")] == ["r0f0"]
+    assert [run for d, m, run in table1 if (d, m) == ("colon", "ats")] == ["r0f0", "r0f1", "r0f2"]
+    with pytest.raises(ConfigError, match="methods.cnn.runs"):
+        zconfig.prepare(_with(lambda c: c["methods"]["cnn"].update(runs=0)))
 
 
 BAD_TABLES = {

@@ -95,13 +95,13 @@ def test_zoomin_forward_on_slides_reads_no_level0_region_larger_than_a_patch(vie
     from zoomin.models import build_model
 
     reads: list[tuple[int, int, int]] = []
-    original = SlideReader.read
+    original = SlideReader._region  # every pixel read passes here, by one thread or several (read_many)
 
     def spy(self, level, top, left, height, width):
         reads.append((level, height, width))
         return original(self, level, top, left, height, width)
 
-    monkeypatch.setattr(SlideReader, "read", spy)
+    monkeypatch.setattr(SlideReader, "_region", spy)
     cache = ViewCache(views)
     images = [cache.image("tumor_001"), cache.image("normal_001")]
     torch.manual_seed(0)

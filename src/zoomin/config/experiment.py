@@ -63,6 +63,7 @@ class MethodSpec:
     label: str
     params: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
+    runs: int | None = None  # at most the first this many runs of each dataset; None: all
 
 
 @dataclass(frozen=True)
@@ -243,17 +244,17 @@ class Experiment:
     def table_runs(self, name: str) -> list[tuple[str, str, str]]:
         """``(dataset, method, run)`` of every run whose metrics go into table ``name``."""
         table = self.table(name)
-        return [(d, m, run) for d, m in table.rows for run in self.datasets[d].runs[: table.runs]]
+        return [(d, m, run) for d, m in table.rows for run in self.runs_used(d, m)[: table.runs]]
 
     def runs_of(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str, str]]:
         """``(dataset, method, run)`` of every run of the given ``(dataset, method)`` pairs."""
         return [(d, m, run) for d, m in pairs for run in self.runs_used(d, m)]
 
     def runs_used(self, dataset: str, method: str) -> tuple[str, ...]:
-        """The runs of ``method`` on ``dataset`` that the tables and figures show: all the dataset's
-        runs, or its first ``runs`` when only tables that take that many (``tables.<name>.runs``)
-        show the pair."""
-        runs = self.datasets[dataset].runs
+        """The runs of ``method`` on ``dataset`` that are trained: the dataset's runs, at most the
+        method's first ``runs`` (``methods.<m>.runs``), and only the first ``runs`` of a table's
+        (``tables.<name>.runs``) when only tables that take that many show the pair."""
+        runs = self.datasets[dataset].runs[: self.methods[method].runs]
         if method in self.datasets[dataset].methods or (dataset, method) in self._figure_pairs():
             return runs
         wanted = [t.runs or len(runs) for t in self.extra_tables.values() if (dataset, method) in t.rows]
@@ -326,6 +327,7 @@ def experiment(config: Mapping[str, Any]) -> Experiment:
             label=method["label"],
             params=dict(method.get("params") or {}),
             training=dict(method.get("training") or {}),
+            runs=method.get("runs"),
         )
         for name, method in config["methods"].items()
     }

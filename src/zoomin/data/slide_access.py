@@ -8,7 +8,12 @@ A whole-slide image is never read whole at full resolution:
   ``view_rows(scale, top, stop)`` reads one band of its rows the same way (streamed inference).
 * ``region_view(top, left, size, scale)`` reads only that region, at the best level for ``scale``,
   and resizes it (box filter) to ``round(size * scale)`` pixels.
-* ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre.
+* ``patches(centres, size)`` reads ``size`` x ``size`` regions at level 0, one per centre, with
+  ``read_workers`` threads (:meth:`~zoomin.data.slide_reader.SlideReader.read_many`; the same
+  pixels in the same order as one by one), by default as many as torch may use: the cores the
+  job was given, idle while the model waits for its patches (benchmarks/README.md, "Data path").
+* ``view_array``, ``region_array`` and ``patch_arrays`` give the same pixels as uint8 arrays, which
+  the batched models read (:mod:`zoomin.models.batching`).
 * ``tile_mask(tile_size)`` says which tiles of the model's tile grid contain tissue (from the
   cache's tissue mask), so a model may give background tiles zero attention without reading them.
 
@@ -41,13 +46,18 @@ from zoomin.image_access import ImageAccess, patch_corner, scale_key, scaled_len
 
 log = logging.getLogger(__name__)
 
+# The default's bound: one call reads a few dozen patches (Zoom-In's N sub-tiles, MIL's instances).
+MAX_READ_WORKERS = 8
+
 
 class SlideImage(ImageAccess):
     """A whole-slide image seen through :class:`~zoomin.image_access.ImageAccess`.
 
     ``cache_path`` is the slide's HDF5 cache (may be ``None``: views are then rendered from the
     pyramid and the tissue mask computed on demand). ``max_read_pixels`` bounds how much of one
-    pyramid level a single read may decode.
+    pyramid level a single read may decode. ``read_workers`` threads read the patches of one
+    ``patches`` call (1: one after the other; ``None``: ``torch.get_num_threads()`` at the call,
+    at most ``MAX_READ_WORKERS``).
     """
 
     def __init__(
@@ -55,10 +65,12 @@ class SlideImage(ImageAccess):
         slide_path: str | Path,
         cache_path: str | Path | None = None,
         max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
+        read_workers: int | None = None,
     ):
         self.slide_path = Path(slide_path)
         self.cache_path = Path(cache_path) if cache_path is not None else None
         self.reader = SlideReader(self.slide_path, max_read_pixels)
+        self.read_workers = read_workers
         self._cache: h5py.File | None = None
         self._views: dict[float, np.ndarray] = {}
         self._size: tuple[int, int] | None = None
@@ -156,17 +168,26 @@ class SlideImage(ImageAccess):
         per_y = height / out_h
         return to_chw_float(self.reader.render(top * per_y, 0, (stop - top) * per_y, width, stop - top, out_w))
 
-    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+    def region_array(self, top: int, left: int, size: int, scale: float) -> np.ndarray:
+        """The region of :meth:`region_view` as HxWx3 uint8 (the batched models read these)."""
         side = scaled_length(size, scale)
-        pixels = self.reader.render(top, left, size, size, side, side)
-        return to_chw_float(pixels)
+        return self.reader.render(top, left, size, size, side, side)
+
+    def region_view(self, top: int, left: int, size: int, scale: float) -> torch.Tensor:
+        return to_chw_float(self.region_array(top, left, size, scale))
+
+    def patch_arrays(self, centres, size: int) -> np.ndarray:
+        """The patches of :meth:`patches` as NxHxWx3 uint8 (``centres``: any ``(n, 2)`` array-like)."""
+        rows = torch.as_tensor(centres).reshape(-1, 2).tolist()
+        boxes = [(patch_corner(cy, size), patch_corner(cx, size), size, size) for cy, cx in rows]
+        stack = np.empty((len(rows), size, size, 3), dtype=np.uint8)
+        workers = self.read_workers or min(MAX_READ_WORKERS, torch.get_num_threads())
+        for index, pixels in enumerate(self.reader.read_many(0, boxes, workers)):
+            stack[index] = pixels
+        return stack
 
     def patches(self, centres: torch.Tensor, size: int) -> torch.Tensor:
-        rows = torch.as_tensor(centres).reshape(-1, 2).tolist()
-        stack = np.empty((len(rows), size, size, 3), dtype=np.uint8)
-        for index, (cy, cx) in enumerate(rows):
-            stack[index] = self.reader.read(0, patch_corner(cy, size), patch_corner(cx, size), size, size)
-        return torch.from_numpy(stack).permute(0, 3, 1, 2).float().div_(255.0)
+        return torch.from_numpy(self.patch_arrays(centres, size)).permute(0, 3, 1, 2).float().div_(255.0)
 
     # -- tissue --------------------------------------------------------------------------------
     def tissue_mask(self) -> np.ndarray:

@@ -7,6 +7,11 @@ decoded per level (``read_stats``), renders any level-0 box at any output size f
 pyramid level in bounded blocks, and refuses reads that would decode more than
 ``max_read_pixels`` of one level (a non-pyramidal slide). It imports no torch, so a cache-building
 job stays small.
+
+:meth:`SlideReader.read_many` reads many independent regions (a model's patches) with a few
+threads: OpenSlide's C library may be called from several threads on one handle and decodes
+without holding Python's GIL, so the reads overlap; the regions come back in the order asked, the
+same pixels as read one by one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -105,6 +112,47 @@ class SlideReader:
 
     def read(self, level: int, top: int, left: int, height: int, width: int) -> np.ndarray:
         """HxWx3 uint8 pixels of ``level`` starting at level pixel (top, left); outside = 0."""
+        try:
+            pixels = self._region(level, top, left, height, width)
+        except InputFileError:
+            self.close()  # an OpenSlide handle is unusable after an error
+            raise
+        self._count(level, height, width)
+        return pixels
+
+    def read_many(
+        self, level: int, boxes: Sequence[tuple[int, int, int, int]], workers: int = 1
+    ) -> list[np.ndarray]:
+        """:meth:`read` of every ``(top, left, height, width)`` box of ``level``, in order; with
+        ``workers`` > 1, by that many threads at once (1: one after the other)."""
+        workers = min(int(workers), len(boxes))
+        if workers <= 1:
+            return [self.read(level, *box) for box in boxes]
+        _ = self.slide, self.level_downsamples, self.level_dimensions  # opened and asked before threads share them
+
+        def read_share(first: int) -> list[np.ndarray]:  # every workers-th box: one task per thread
+            return [self._region(level, *box) for box in boxes[first::workers]]
+
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slide-read") as pool:
+            futures = [pool.submit(read_share, first) for first in range(workers)]
+        # Every thread has ended here, so an error closes a handle that no thread still uses.
+        error = next((future.exception() for future in futures if future.exception() is not None), None)
+        if error is not None:
+            self.close()
+            raise error
+        pixels: list[np.ndarray] = [np.empty(0)] * len(boxes)
+        for first, future in enumerate(futures):
+            pixels[first::workers] = future.result()
+        for _, _, height, width in boxes:  # counted here: a Counter is not safe to update from threads
+            self._count(level, height, width)
+        return pixels
+
+    def _count(self, level: int, height: int, width: int) -> None:
+        if height > 0 and width > 0:
+            self.read_stats[level] += int(height) * int(width)
+
+    def _region(self, level: int, top: int, left: int, height: int, width: int) -> np.ndarray:
+        """The pixels of :meth:`read`, without counting them or closing the handle on an error."""
         if height <= 0 or width <= 0:
             return np.zeros((max(height, 0), max(width, 0), 3), dtype=np.uint8)
         downsample = self.level_downsamples[level]
@@ -112,11 +160,9 @@ class SlideReader:
         try:
             region = self.slide.read_region(location, level, (int(width), int(height)))
         except (openslide.OpenSlideError, OSError, ValueError) as error:
-            self.close()  # an OpenSlide handle is unusable after an error
             raise InputFileError(
                 self.path, f"cannot read level {level} at ({top}, {left}) (corrupt or truncated?): {error}"
             ) from None
-        self.read_stats[level] += int(height) * int(width)
         level_width, level_height = self.level_dimensions[level]
         if top >= 0 and left >= 0 and top + height <= level_height and left + width <= level_width:
             return np.array(region.convert("RGB"))  # inside the slide: opaque

@@ -20,21 +20,26 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from zoomin.config.run import RunSpec
-from zoomin.config.runs import Stream
-from zoomin.data.splits import load_run_data
-from zoomin.report.draw import plot_attention
 from zoomin.report.figure_data import budget_curves, pareto_points, run_accuracies, training_history, write_csv
-from zoomin.training.checkpoints import load_trained_model
-from zoomin.training.inference import stream_generator
+
+# torch and the trained models are imported by the figures that run a model (attention, Fig. 7 and
+# 8) when they are drawn: the other figures' jobs then start without torch (tests/test_import_cost.py).
 
 DISPLAY_LIMIT = 2048  # longest side of the full-resolution panel of Fig. 8 (larger images are shown smaller)
 
 
 def attention_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path) -> None:
     """The first test image not of the reference class, its attention and sampled sub-tiles."""
+    import torch
+
+    from zoomin.config.runs import Stream
+    from zoomin.data.splits import load_run_data
+    from zoomin.report.draw import plot_attention
+    from zoomin.training.checkpoints import load_trained_model
+    from zoomin.training.inference import stream_generator
+
     device = torch.device("cpu")
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
@@ -117,7 +122,13 @@ def views_figure(spec: RunSpec, views: Path, model_path: Path, out_png: Path) ->
     """Figure 8: the first test image not of the reference class, at full resolution and in the
     stage-1 view of the model, its annotated object boxed (when the dataset has masks), and the
     model's stage-1 attention."""
+    import torch
+
+    from zoomin.config.runs import Stream
+    from zoomin.data.splits import load_run_data
     from zoomin.report.draw import plot_views
+    from zoomin.training.checkpoints import load_trained_model
+    from zoomin.training.inference import stream_generator
 
     data = load_run_data(views, spec.run, spec.n_folds)
     reference = data.class_index(spec.reference_class)
