@@ -161,24 +161,25 @@ def cpu_seconds() -> float:
 
 class ReadCounter:
     """Counts what an inference reads from a ``SlideImage``: view pixels from the cache per scale
-    (``view_rows``), region views per (side, scale), and, through ``read_stats``, pyramid pixels."""
+    (``view_rows``), region views per (side, scale) (``region_array``), and, through ``read_stats``,
+    pyramid pixels."""
 
     def __init__(self, image):
         self.image = image
         self.cache: Counter[float] = Counter()
         self.regions: Counter[tuple[int, float]] = Counter()
-        rows, region = image.view_rows, image.region_view
+        rows, region = image.view_rows, image.region_array  # the batched models read uint8 regions
 
         def view_rows(scale, top, stop):
             band = rows(scale, top, stop)
             self.cache[float(scale)] += int(band.shape[1] * band.shape[2])
             return band
 
-        def region_view(top, left, size, scale):
+        def region_array(top, left, size, scale):
             self.regions[int(size), float(scale)] += 1
             return region(top, left, size, scale)
 
-        image.view_rows, image.region_view = view_rows, region_view
+        image.view_rows, image.region_array = view_rows, region_array
 
     def pixels_by_scale(self) -> dict[str, int]:
         """Pixels read per scale ``1/d``, cache and pyramid together (the synthetic levels halve exactly)."""
