@@ -102,6 +102,7 @@ def test_table2_joins_the_paper_numbers(config, experiment, tmp_path):
     )
     paper = dict(zip(table.method, table.paper_accuracy))
     assert pd.isna(paper.pop("ips"))  # a later method: a row of ours, no paper number
+    assert pd.isna(paper.pop("zoomin_k3"))  # three stages, the paper's future work: no paper number
     assert paper == {
         "streaming_cnn": 70.6, "clam": 78.0, "mil": 79.9, "mrmil": 81.1, "zoomin_lenet": 81.3, "zoomin_res": 82.6,
         "zoomin_lenet_masks": 88.2, "zoomin_res_masks": 90.8,

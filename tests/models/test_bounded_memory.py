@@ -159,6 +159,22 @@ def test_feature_chunks_read_only_a_chunk_of_subtiles_at_a_time():
     assert sizes and max(sizes) <= 2 and sum(sizes) >= 3
 
 
+def test_subtile_draws_go_a_chunk_of_tiles_at_a_time(monkeypatch):
+    """At inference the stage-2 sampler ranks the positions of a chunk of drawn tiles at a time (their
+    Gumbel keys for every opened tile of a slide took 200 MB at 100,000²); the draws are those of one
+    call (test_streamed_forward_equals_the_whole_batch_forward)."""
+    from zoomin.models import stages
+
+    model = zoomin(tile=32, subtile=16, s1=0.125, s2=0.25, n=12)
+    rows = []
+    draw = stages.draw_positions
+    monkeypatch.setattr(stages, "draw_positions", lambda probs, *args: rows.append(len(probs)) or draw(probs, *args))
+    model.chunk_pixels = 2 * model.view2 * model.view2  # two tiles' positions per chunk
+    with torch.no_grad():
+        model([random_image(11, 96, 96)], torch.Generator().manual_seed(0))
+    assert len(rows) >= 2 and max(rows) <= 2
+
+
 def test_chunks_split_by_the_pixel_budget():
     assert [list(c) for c in chunks(list(range(5)), 10, 25)] == [[0, 1], [2, 3], [4]]
     assert [list(c) for c in chunks(list(range(3)), 100, 10)] == [[0], [1], [2]]  # at least one each

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.usefixtures("single_thread")  # tiny nets: one thread i
 
 SMALL = {
     "zoomin": {"tile": 16, "subtile": 5, "s1": 0.25, "s2": 0.5, "n": 4},
+    "zoomin_k": {"regions": [32, 16], "scales": [0.125, 0.25, 0.5], "subtile": 5, "n": 4},  # K = 3
     "ats": {"scale": 0.25, "patch": 5, "n": 4},
     "cnn": {"scale": 0.5},
     "efficientnet_b0": {"scale": 0.5},
@@ -104,7 +105,7 @@ def test_output_shapes_for_images_of_different_sizes(model_type):
     if not has_attention:
         assert torch.equal(out.entropy, torch.zeros(3))
         assert out.attention == []
-    if model_type not in ATTENTION_MODELS:
+    if model_type not in ATTENTION_MODELS and not MODEL_TYPES[model_type].contrastive:
         assert model.contrastive_logits(images, torch.Generator()) is None
 
 

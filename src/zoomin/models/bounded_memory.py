@@ -13,7 +13,8 @@ views or all N sub-tiles at once:
   ``tests/models/test_bounded_memory.py`` checks 1e-5). The band's height follows from a pixel budget.
 * :func:`chunks` splits a list into runs whose pixel count fits the same budget, for stage-2 views
   and sub-tile features (Zoom-In's estimate is a sum over sub-tiles, so features computed chunk by
-  chunk give the same estimate).
+  chunk give the same estimate); :func:`row_slices` does the same for the rows of a batch (the
+  K-stage model's inner stages, :mod:`zoomin.models.zoomin_k`, whose draws are taken chunk by chunk too).
 
 Memory then grows with the budget (and the N sub-tiles' small outputs), not with the image.
 Training keeps the whole-batch computation: its autograd graph keeps every activation anyway.
@@ -112,3 +113,10 @@ def chunks(items: Sequence[T], pixels_each: int, budget: int = CHUNK_PIXELS) -> 
     """``items`` in consecutive runs of at most ``budget // pixels_each`` (at least one)."""
     size = max(1, budget // max(1, pixels_each))
     return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def row_slices(count: int, pixels_each: int, budget: int | None) -> list[slice]:
+    """``range(count)`` as consecutive slices of at most ``budget // pixels_each`` rows (at least
+    one); ``budget=None``: one slice of every row (training, whose autograd graph holds them all)."""
+    size = max(1, count) if budget is None else max(1, budget // max(1, pixels_each))
+    return [slice(start, min(count, start + size)) for start in range(0, count, size)]

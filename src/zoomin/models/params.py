@@ -83,6 +83,97 @@ class ZoomInParams(ModelParams):
         return self.tile
 
 
+DRAW_RULES = ("fixed", "perplexity")  # how many draws N an image gets (zoomin.models.adaptive_draws)
+
+
+def _side_list(value: Any) -> tuple[int, ...]:
+    """A non-empty list of region sides, each a positive integer."""
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ValueError(f"must be a non-empty list of region sides in px, got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or v < 1 for v in value):
+        raise ValueError(f"each side must be a positive integer, got {list(value)}")
+    return tuple(int(v) for v in value)
+
+
+def _scale_list(value: Any) -> tuple[float, ...]:
+    """A list of at least two view scales, each in (0, 1]."""
+    if not isinstance(value, (list, tuple)) or len(value) < 2:
+        raise ValueError(f"must list at least two view scales (K >= 2 stages), got {value!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1 for v in value):
+        raise ValueError(f"each scale must be in (0, 1], got {list(value)}")
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True)
+class ZoomInKParams(ModelParams):
+    """The K-stage Zoom-In network (docs/method.md §14; :mod:`zoomin.models.zoomin_k`): stage 1 weighs
+    the cells of side ``regions[0]`` of the whole image's view at ``scales[0]``, stage k the cells of
+    side ``regions[k-1]`` inside a region drawn at stage k-1, viewed at ``scales[k-1]``, and the last
+    stage the sub-tile positions of a drawn ``regions[-1]`` region at ``scales[-1]``. The defaults
+    are Zoom-In's (K = 2, the paper's colon settings): ``regions: [250]``, ``scales: [0.1, 0.2]``.
+    ``n_rule: perplexity`` sets each image's N from its stage-1 attention (docs/method.md §15)."""
+
+    regions: tuple[int, ...] = param(
+        (250,), check=_side_list, schema={"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1}},
+        doc="sides (full-resolution px) of the cells stages 1..K-1 draw, coarsest first; each divides the one before",
+    )
+    scales: tuple[float, ...] = param(
+        (0.1, 0.2), check=_scale_list,
+        schema={"type": "array", "minItems": 2, "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+        doc="view scale of each of the K stages (K = len(regions) + 1), increasing: stage 1 views the whole "
+        "image, stage k the region drawn at stage k-1",
+    )
+    subtile: int = param(27, minimum=1, doc="sub-tile side P, full-resolution px")
+    n: int = param(10, minimum=1, doc="number of draws N (n_rule fixed)")
+    n_rule: str = param(
+        "fixed", choices=DRAW_RULES,
+        doc="fixed: N = n; perplexity: N = clip(round(n_per_perplexity * exp(H(a))), n_min, n_max) per image",
+    )
+    n_per_perplexity: float = param(1.0, exclusive_minimum=0.0, doc="c of n_rule perplexity: draws per effective tile")
+    n_min: int = param(1, minimum=1, doc="fewest draws of an image (n_rule perplexity)")
+    n_max: int = param(100, minimum=1, doc="most draws of an image (n_rule perplexity)")
+    feature: str = param("lenet", choices=FEATURE_NETS, doc="feature network f")
+    attention_activation: str = param("tanh", choices=ATTENTION_ACTIVATIONS)
+    tissue_only: bool = param(
+        False, doc="whole slides: no attention on cells without tissue (the slide cache's tissue mask), at every stage"
+    )
+    control_variate: bool = param(
+        False, doc="baselines in the attention's score-function gradient (docs/method.md §6.1); same value"
+    )
+
+    @property
+    def stages(self) -> int:
+        """K, the number of stages."""
+        return len(self.scales)
+
+    def check(self) -> None:
+        if len(self.scales) != len(self.regions) + 1:
+            wanted = len(self.regions) + 1
+            raise ParamError("scales", f"needs one per stage, len(regions) + 1 = {wanted}, got {len(self.scales)}")
+        for outer, inner in zip(self.regions, self.regions[1:]):
+            if inner >= outer or outer % inner:
+                problem = f"each side must be smaller than the one before and divide it, got {list(self.regions)}"
+                raise ParamError("regions", problem)
+        if any(later <= earlier for earlier, later in zip(self.scales, self.scales[1:])):
+            raise ParamError("scales", f"must increase from stage to stage, got {list(self.scales)}")
+        for stage, (side, scale) in enumerate(zip(self.regions, self.scales), start=1):
+            if round(side * scale) < 1:
+                raise ParamError("scales", f"a stage-{stage} cell ({side} px) is less than one pixel wide at {scale}")
+        if self.subtile > self.regions[-1]:
+            raise ParamError("subtile", f"sub-tile {self.subtile} is larger than the last region {self.regions[-1]}")
+        if self.n_min > self.n_max:
+            raise ParamError("n_min", f"must be at most n_max ({self.n_max}), got {self.n_min}")
+
+    def view_scales(self) -> tuple[float, ...]:
+        return self.scales[:1]
+
+    def region_scales(self) -> tuple[float, ...]:
+        return self.scales[1:]
+
+    def tile_size(self) -> int | None:
+        return self.regions[-1]
+
+
 @dataclass(frozen=True)
 class ATSParams(ModelParams):
     """Attention sampling over one view (Katharopoulos & Fleuret 2019); colon defaults."""

@@ -35,6 +35,7 @@ from zoomin.models.params import (
     StreamingCNNParams,
     TopKParams,
     ViewCNNParams,
+    ZoomInKParams,
     ZoomInParams,
 )
 
@@ -77,6 +78,10 @@ MODEL_TYPES: dict[str, ModelType] = {
         ModelType(
             "zoomin", ZoomInParams, "zoomin.models.zoomin_net:ZoomInNet",
             contrastive=True, tile_pretraining=True, attention="two-stage", label="Zoom-In network",
+        ),
+        ModelType(
+            "zoomin_k", ZoomInKParams, "zoomin.models.zoomin_k:ZoomInKNet",
+            contrastive=True, attention="two-stage", label="K-stage Zoom-In network",
         ),
         ModelType("ats", ATSParams, "zoomin.models.ats:ATSNet", attention="one-stage", label="attention sampling"),
         ModelType("cnn", ViewCNNParams, "zoomin.models.cnn:small_resnet", label="8-layer ResNet"),

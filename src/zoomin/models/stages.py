@@ -9,10 +9,14 @@ the way. The estimate of a batch is then one segment sum, ``Psi_b = sum_{draws d
 
 * :func:`draw_counts` and :func:`counted_cells` (-> :class:`CountDraws`) -- with replacement:
   ``N`` i.i.d. draws per row, kept as the counts ``k`` of the distinct cells drawn, each with weight
-  ``(k/N) q/sg(q)``. Zoom-In's tiles.
+  ``(k/N) q/sg(q)``. Zoom-In's tiles; every stage but the last of the K-stage model
+  (:mod:`zoomin.models.zoomin_k`), whose inner rows draw their parent's count ``k`` each, and an
+  image whose N comes from its attention (:mod:`zoomin.models.adaptive_draws`): ``N`` may differ
+  from row to row.
 * :func:`draw_positions` (-> :class:`PositionDraws`) -- without replacement: ``min(k, positive
   cells)`` distinct positions per row in draw order (Gumbel-top-k on ``log q``), with the ATS-style
-  weights. Zoom-In's sub-tiles inside each drawn tile; ATS's patches.
+  weights. Zoom-In's sub-tiles inside each drawn tile; ATS's patches. Its rows may be drawn in
+  chunks (:func:`concatenate_positions`) with the same random numbers as one call.
 * :func:`draw_iid` (-> :class:`PositionDraws`) -- ``N`` i.i.d. positions per row, duplicates kept,
   weights ``(1/N) q/sg(q)``. ATS with ``replace=True``.
 
@@ -65,13 +69,24 @@ class PositionDraws:
 
 
 def draw_counts(
-    probs: torch.Tensor, total: int, sampling: str, generator: torch.Generator | None
+    probs: torch.Tensor, total: int | torch.Tensor, sampling: str, generator: torch.Generator | None
 ) -> torch.Tensor:
     """``(..., n)`` counts of ``total`` draws with replacement from each row of ``probs``
-    (largest-remainder rounding of ``total * probs`` for ``sampling="topk"``)."""
+    (largest-remainder rounding of ``total * probs`` for ``sampling="topk"``).
+
+    ``total`` is one number for every row, or a tensor of one per row (``(R,)``, each at least 1):
+    the draws of a K-stage model's inner stage (each drawn region's count) and of an image whose N
+    comes from its attention. Every row then draws ``max(total)`` times in one call and only its
+    first ``total[r]`` draws are counted: the first ``k`` of i.i.d. draws are ``k`` i.i.d. draws, and
+    with equal totals the counts are exactly those of the single-number call."""
     if sampling == "topk":
         return largest_remainder_counts(probs, total).to(probs.device)
-    return samplers.counts(samplers.sample_with_replacement(probs, total, generator), probs.shape[-1])
+    if not isinstance(total, torch.Tensor):
+        return samplers.counts(samplers.sample_with_replacement(probs, total, generator), probs.shape[-1])
+    totals = total.to(probs.device)
+    draws = samplers.sample_with_replacement(probs, int(totals.max()), generator)
+    kept = torch.arange(draws.shape[-1], device=draws.device) < totals.unsqueeze(-1)
+    return samplers.counts(draws, probs.shape[-1], kept)
 
 
 def counted_cells(probs: torch.Tensor, counts: torch.Tensor) -> CountDraws:
@@ -86,13 +101,23 @@ def counted_cells(probs: torch.Tensor, counts: torch.Tensor) -> CountDraws:
 
 
 def draw_positions(
-    probs: torch.Tensor, wanted: torch.Tensor, sampling: str, generator: torch.Generator | None
+    probs: torch.Tensor,
+    wanted: torch.Tensor,
+    sampling: str,
+    generator: torch.Generator | None,
+    width: int | None = None,
 ) -> PositionDraws:
     """``min(wanted[r], positive cells of row r)`` distinct positions of each row of ``probs``
-    (``(R, n)``), in draw order (Gumbel-top-k; the highest for ``sampling="topk"``)."""
+    (``(R, n)``), in draw order (Gumbel-top-k; the highest for ``sampling="topk"``).
+
+    ``width`` (default: the most any row wants, at most ``n``) is the number of positions ranked per
+    row. Rows drawn in consecutive chunks with the width of the whole batch take the same random
+    numbers in the same order as one call over all rows (the noise is drawn row after row), so a
+    model may draw its rows chunk by chunk at inference and keep only the draws."""
     log_probs = torch.log(probs)
     available = (probs > 0).sum(dim=-1)
-    width = max(1, min(int(wanted.max()) if wanted.numel() else 1, probs.shape[-1]))
+    if width is None:
+        width = max(1, min(int(wanted.max()) if wanted.numel() else 1, probs.shape[-1]))
     if sampling == "topk":
         positions = samplers.top_k(log_probs, width)
     else:
@@ -102,6 +127,19 @@ def draw_positions(
     drawn = probs.gather(-1, positions)
     weight = estimators.without_replacement_weights(drawn, valid)
     return PositionDraws(positions, valid, torch.where(valid, drawn, 0.0), weight, replacement=False)
+
+
+def concatenate_positions(parts: list[PositionDraws]) -> PositionDraws:
+    """The rows of several :class:`PositionDraws` of the same width, in order, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    return PositionDraws(
+        torch.cat([part.positions for part in parts]),
+        torch.cat([part.valid for part in parts]),
+        torch.cat([part.drawn for part in parts]),
+        torch.cat([part.weight for part in parts]),
+        replacement=parts[0].replacement,
+    )
 
 
 def draw_iid(probs: torch.Tensor, total: int, generator: torch.Generator | None) -> PositionDraws:

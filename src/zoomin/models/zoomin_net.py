@@ -33,9 +33,9 @@ estimator weights are used, so the representation is on the same scale as the sa
 
 At inference (eval mode, no autograd) the same computation runs in bounded memory
 (:mod:`zoomin.models.bounded_memory`): the stage-1 logits band by band from each image's view, the
-stage-2 views and the sub-tile features in chunks of ``chunk_pixels`` pixels; the Monte Carlo draws
-are taken in the same order from the same generator, so on the CPU the result is that of the
-whole-batch computation up to float rounding.
+stage-2 views, the sub-tile draws and the sub-tile features in chunks of ``chunk_pixels`` pixels;
+the Monte Carlo draws are taken in the same order from the same generator, so on the CPU the result
+is that of the whole-batch computation up to float rounding.
 
 The contrastive branch (``contrastive_logits``) runs the same pipeline with ``a`` and ``b_t``
 replaced by ``normalise(1 - a)`` and ``normalise(1 - b_t)``.
@@ -65,7 +65,7 @@ from zoomin.models import stages
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.batching import extent_mask, read_patches, read_regions, read_views
-from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits
+from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits, row_slices
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import (
@@ -124,6 +124,10 @@ class ZoomInNet(AttentionSamplingClassifier):
         """Whether a call computes in bounded memory (eval mode, autograd off: inference)."""
         return not self.training and not torch.is_grad_enabled()
 
+    def _budget(self) -> int | None:
+        """Pixels per chunk: ``chunk_pixels`` at inference, ``None`` (everything at once) in training."""
+        return self.chunk_pixels if self.streams() else None
+
     # ----------------------------------------------------------------- public API
     def represent(
         self,
@@ -148,7 +152,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         pair_cells = np.stack(np.divmod(tiles.cell.cpu().numpy(), shape[1]), axis=1)
 
         # Stage 2: b_t of every drawn tile (M, positions); min(k_t, positions) distinct draws each
-        b = self._pair_log_probs(images, pair_images, pair_cells).exp()
+        b = self._pair_probs(images, pair_images, pair_cells)
         subtiles = self.sample_subtiles(complement(b) if contrast else b, tiles, sampling, generator)
         subtile_pairs, rank = np.nonzero(subtiles.valid.cpu().numpy())  # the K sub-tiles, pair by pair
         positions = subtiles.positions.cpu().numpy()[subtile_pairs, rank]
@@ -161,7 +165,9 @@ class ZoomInNet(AttentionSamplingClassifier):
         psi = stages.counted_estimate(tiles, inner, count, control)
 
         pairs_per_image = torch.bincount(tiles.row, minlength=count).to(a.dtype)
-        subtile_entropy = a.new_zeros(count).index_add(0, tiles.row, entropy(b)) / pairs_per_image
+        # chunk by chunk at inference: no temporaries the size of every opened tile's b_t
+        entropies = [entropy(b[part]) for part in row_slices(len(b), b.shape[1], self._budget())]
+        subtile_entropy = a.new_zeros(count).index_add(0, tiles.row, torch.cat(entropies)) / pairs_per_image
         drawn = DrawnBatch(
             grids, shape, a, tiles, b, pair_images, pair_cells, pair_images[subtile_pairs], subtile_pairs, centres
         )
@@ -177,15 +183,21 @@ class ZoomInNet(AttentionSamplingClassifier):
     ) -> stages.PositionDraws:
         """Stage 2, the sub-tile sampler: ``min(k_t, positions)`` distinct positions of each drawn
         tile's distribution (``probs``: ``(M, h2 * w2)``, one row per drawn pair), all tiles in one
-        call (Gumbel-top-k; the top positions for ``sampling="topk"``), with their weights."""
-        return stages.draw_positions(probs, tiles.count, sampling, generator)
+        call (Gumbel-top-k; the top positions for ``sampling="topk"``), with their weights. At inference
+        the tiles draw ``chunk_pixels`` positions at a time, with the width of the whole batch (the same
+        random numbers in the same order), so that the Gumbel keys and ranks of every drawn tile never
+        exist at once."""
+        width = max(1, min(int(tiles.count.max()), probs.shape[-1])) if len(probs) else 1
+        chunks = row_slices(len(probs), probs.shape[-1], self._budget()) or [slice(0, 0)]
+        parts = [stages.draw_positions(probs[part], tiles.count[part], sampling, generator, width) for part in chunks]
+        return stages.concatenate_positions(parts)
 
     def exact_representation(self, image: ImageAccess) -> torch.Tensor:
         """The exact ``Psi = sum_t a_t sum_j b_tj f(S_tj)`` over every tile and sub-tile (small images)."""
         rows, cols = self.grid(image)
         a = torch.softmax(self.tile_logits([image])[0].reshape(-1), dim=0)
         cells = np.stack(np.divmod(np.arange(rows * cols), cols), axis=1)
-        b = self._pair_log_probs([image], np.zeros(len(cells), dtype=int), cells).exp()
+        b = self._pair_probs([image], np.zeros(len(cells), dtype=int), cells)
         positions = np.tile(np.arange(b.shape[1]), len(cells))
         centres = subtile_centre_array(np.repeat(cells, b.shape[1], axis=0), positions, self.tile, self.view2)
         feats = self.features(read_patches([image], np.zeros(len(centres), dtype=int), centres, self.subtile, self))
@@ -202,7 +214,7 @@ class ZoomInNet(AttentionSamplingClassifier):
             tiles = range(a.numel()) if a.numel() <= 64 else samplers.top_k(a, 16).tolist()
         tiles = list(tiles)
         cells = np.array([divmod(t, cols) for t in tiles], dtype=int).reshape(-1, 2)
-        b = self._pair_log_probs([image], np.zeros(len(tiles), dtype=int), cells).exp()
+        b = self._pair_probs([image], np.zeros(len(tiles), dtype=int), cells)
         return Attention(
             image_size=image.size,
             stage1=AttentionMap(a.reshape(rows, cols), (0.0, 0.0), (self.tile, self.tile)),
@@ -279,18 +291,23 @@ class ZoomInNet(AttentionSamplingClassifier):
         return q, stages.draw_counts(q, self.n, sampling, generator)
 
     # ----------------------------------------------------------------- stage 2
-    def _pair_log_probs(self, images: Sequence[ImageAccess], owners: np.ndarray, cells: np.ndarray) -> torch.Tensor:
-        """``log b_t`` over the ``h2*w2`` positions of tile ``cells[m]`` (row, col) of image
-        ``images[owners[m]]``: all tiles in one call in training, ``chunk_pixels`` at a time at inference."""
+    def _pair_log_probs(
+        self, images: Sequence[ImageAccess], owners: np.ndarray, cells: np.ndarray, log: bool = True
+    ) -> torch.Tensor:
+        """``log b_t`` (``b_t`` with ``log=False``) over the ``h2*w2`` positions of tile ``cells[m]``
+        (row, col) of image ``images[owners[m]]``: all tiles in one call in training, ``chunk_pixels``
+        at a time at inference, where each chunk's logits are normalised before the next is read."""
         corners = [(int(row) * self.tile, int(col) * self.tile) for row, col in cells]
-        size = max(1, self.chunk_pixels // (self.view2 * self.view2)) if self.streams() else max(1, len(corners))
         parts = []
-        for start in range(0, len(corners), size):
-            part = slice(start, start + size)
+        for part in row_slices(len(corners), self.view2 * self.view2, self._budget()):
             views = read_regions(images, owners[part], corners[part], self.tile, self.s2, self.view2, self)
-            parts.append(self.subtile_attention(views).reshape(len(views), -1))
-        logits = torch.cat(parts) if len(parts) != 1 else parts[0]
-        return torch.log_softmax(logits, dim=1)
+            log_b = torch.log_softmax(self.subtile_attention(views).reshape(len(views), -1), dim=1)
+            parts.append(log_b if log else log_b.exp())
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
+
+    def _pair_probs(self, images: Sequence[ImageAccess], owners: np.ndarray, cells: np.ndarray) -> torch.Tensor:
+        """``b_t`` of the tiles at ``cells`` (:meth:`_pair_log_probs`)."""
+        return self._pair_log_probs(images, owners, cells, log=False)
 
     def subtile_log_probs(
         self, images: Sequence[ImageAccess], tiles: Sequence[int], owners: Sequence[int]
@@ -309,10 +326,8 @@ class ZoomInNet(AttentionSamplingClassifier):
     def _features(self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray) -> torch.Tensor:
         """``f`` of every sampled sub-tile of the batch: one call in training, chunks of
         ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
-        size = max(1, self.chunk_pixels // (self.subtile * self.subtile)) if self.streams() else max(1, len(owners))
         parts = []
-        for start in range(0, max(1, len(owners)), size):
-            part = slice(start, start + size)
+        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self._budget()):
             parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
         return torch.cat(parts) if len(parts) != 1 else parts[0]
 

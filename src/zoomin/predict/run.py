@@ -11,8 +11,9 @@ annotations show the attention of the first draw. Outputs in ``out_dir``:
 * ``predictions.csv`` -- one row per input: id, path, kind, size, predicted class, one ``p_<class>``
   column per class, the spread of the predicted class's probability over the draws
   (``draw_spread``: standard deviation, 0 for a model that draws nothing, empty after one draw of
-  a sampling model), the seed, sampling mode and draws, the model's type, dataset, method and run,
-  and the names of the files below;
+  a sampling model), the seed, sampling mode and draws, the number of draws N the image's stage 1
+  took (``n``; empty for a model without counted draws; the image's own N with ``n_rule:
+  perplexity``), the model's type, dataset, method and run, and the names of the files below;
 * ``<id>.heatmap.png`` (:mod:`zoomin.predict.heatmap`), ``<id>.geojson`` and, with ``asap``,
   ``<id>.xml`` (:mod:`zoomin.predict.annotations`) -- for models with attention; a model without
   (a CNN) gets the CSV only, and the log says so.
@@ -42,6 +43,7 @@ from zoomin.atomic import atomic_path, usual_mode
 from zoomin.config.experiment import DEFAULT_SLIDE_TILE
 from zoomin.config.outputs import PredictSettings
 from zoomin.errors import OutputFileError
+from zoomin.models.adaptive_draws import image_draws
 from zoomin.models.registry import model_type
 from zoomin.predict.annotations import asap_xml, geojson_collection
 from zoomin.predict.expectations import check_input
@@ -125,6 +127,7 @@ def _predict_one(
     seed, sampling, draws = draw_settings
     prediction = image_prediction(model, image, device, seed, sampling, draws)
     output = prediction.first
+    sample_size = (image_draws(output) or [None])[0]  # N of the image's stage 1 (the same in every draw)
     probabilities = prediction.probabilities.tolist()
     predicted = classes[max(range(len(classes)), key=probabilities.__getitem__)]
     height, width = image.size
@@ -140,6 +143,7 @@ def _predict_one(
         "seed": seed,
         "sampling": sampling,
         "draws": draws,
+        "n": "" if sample_size is None else sample_size,
         "model_type": meta["model_type"],
         "dataset": meta.get("dataset", ""),
         "method": meta.get("method", ""),
@@ -177,7 +181,7 @@ def _cache_folder(cache_dir: str | Path | None) -> Iterator[Path]:
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], classes: Sequence[str]) -> None:
     columns = ["image_id", "path", "kind", "height", "width", "predicted", *(f"p_{c}" for c in classes)]
-    columns += ["draw_spread", "seed", "sampling", "draws", "model_type", "dataset", "method", "run"]
+    columns += ["draw_spread", "seed", "sampling", "draws", "n", "model_type", "dataset", "method", "run"]
     columns += ["heatmap", "geojson", "asap"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

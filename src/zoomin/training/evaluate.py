@@ -2,13 +2,16 @@
 
 Accuracy uses the run's test-time sampling (seeded Monte Carlo draws, or deterministic top-N),
 each test image scored alone with its own generator and its class probabilities averaged over
-``training.test_draws`` draws (:func:`zoomin.training.inference.image_probabilities_and_spreads`,
+``training.test_draws`` draws (:func:`zoomin.training.inference.image_prediction`,
 what ``zoomin predict`` uses too); the metrics keep every test image's class probabilities and,
 for a two-class dataset, the ROC AUC of the second class (``positive`` in every two-class dataset
 here) against the first; it is ``null`` when the test set holds one class only. How much a
 prediction moves between draws: ``draw_spread``, per image the standard deviation over the draws
 of the predicted class's probability (0 for a model that draws nothing, ``null`` for a sampling
-model evaluated with one draw), and ``draw_spread_mean``, its mean over the images.
+model evaluated with one draw), and ``draw_spread_mean``, its mean over the images. How many draws
+N each image's stage 1 took (``n_per_image``; ``null`` for a model without counted draws), and
+``n_mean``, their mean: the same for every image with a fixed N, the image's own with N from the
+data (``n_rule: perplexity``, :mod:`zoomin.models.adaptive_draws`).
 
 MACs, FLOPs, peak memory and time are measured with the same sampling over ``measure.images`` test
 images (:func:`zoomin.measure.measure_across_images`: the peak memory over them, the time and MACs
@@ -32,9 +35,10 @@ from zoomin.config.run import RunSpec
 from zoomin.config.runs import Stream, stream_seed
 from zoomin.data.splits import load_run_data
 from zoomin.measure import measure_across_images
+from zoomin.models.adaptive_draws import image_draws
 from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.device import choose_device
-from zoomin.training.inference import image_probabilities_and_spreads
+from zoomin.training.inference import image_prediction
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +69,28 @@ def mean_spread(spreads: list[float | None]) -> float | None:
     return sum(spreads) / len(spreads)  # type: ignore[arg-type]
 
 
+def score_test_images(
+    model: torch.nn.Module, test: Any, device: torch.device, seed: int, sampling: str, draws: int
+) -> tuple[torch.Tensor, list[float | None], list[int | None]]:
+    """Each test image scored alone (:func:`zoomin.training.inference.image_prediction`): the class
+    probabilities ``(n, classes)``, each image's draw spread and the number of draws N its first
+    pass took (``None`` for a model without counted draws; :func:`zoomin.models.adaptive_draws.image_draws`).
+    Only these are kept, not the outputs (attention) of the images."""
+    rows, spreads, sample_sizes = [], [], []
+    for i in range(len(test)):
+        prediction = image_prediction(model, test.image(i), device, seed, sampling, draws)
+        rows.append(prediction.probabilities[None])
+        spreads.append(prediction.spread)
+        sample_sizes.append((image_draws(prediction.first) or [None])[0])
+    return (torch.cat(rows) if rows else torch.zeros((0, 0))), spreads, sample_sizes
+
+
+def mean_sample_size(sample_sizes: list[int | None]) -> float | None:
+    """The mean N over the test images; ``None`` when the model has no counted draws."""
+    known = [n for n in sample_sizes if n is not None]
+    return sum(known) / len(known) if known and len(known) == len(sample_sizes) else None
+
+
 def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) -> dict[str, Any]:
     """Write ``out_metrics`` (JSON) for the model of ``spec`` at ``model_path``; return the metrics."""
     device = choose_device(spec.settings.device)
@@ -72,8 +98,7 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
     draws = spec.training.test_draws
-    test_images = (data.test.image(i) for i in range(len(data.test)))
-    probabilities, spreads = image_probabilities_and_spreads(model, test_images, device, spec.seed, sampling, draws)
+    probabilities, spreads, sample_sizes = score_test_images(model, data.test, device, spec.seed, sampling, draws)
     predictions = probabilities.argmax(1).tolist()
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))
@@ -105,6 +130,8 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
         "test_draws": draws,
         "draw_spread": spreads,
         "draw_spread_mean": mean_spread(spreads),
+        "n_per_image": sample_sizes,
+        "n_mean": mean_sample_size(sample_sizes),
         **cost,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
