@@ -9,7 +9,7 @@ import torch
 from scipy import stats
 
 from zoomin.models.output import AttentionMap
-from zoomin.models.params import ATSParams, ZoomInParams
+from zoomin.models.params import ATSParams, ZoomInKParams, ZoomInParams
 from zoomin.report.agreement import cell_coverage, spearman_summary
 from zoomin.report.figure_data import configuration_label, pareto_points
 
@@ -18,6 +18,10 @@ def test_a_configuration_is_labelled_by_the_parameters_that_set_its_memory():
     assert configuration_label(ZoomInParams(s1=0.05, s2=0.1).to_dict()) == "s1=0.05 s2=0.1 tile=250 n=10"
     assert configuration_label(ATSParams(scale=0.3, n=50).to_dict()) == "scale=0.3 n=50"
     assert configuration_label({"feature": "lenet"}) == ""
+    k3 = ZoomInKParams(regions=(4096, 1024), scales=(1 / 512, 1 / 128, 1 / 32), n=64).to_dict()
+    assert configuration_label(k3) == "s1=0.00195312 s2=0.0078125 s3=0.03125 regions=4096/1024 n=64"
+    adaptive = ZoomInKParams(n_rule="perplexity", n_per_perplexity=3, n_min=2, n_max=50).to_dict()
+    assert configuration_label(adaptive) == "s1=0.1 s2=0.2 regions=250 n=auto(c=3, 2-50)"
 
 
 def test_the_pareto_front_keeps_the_best_of_each_model_within_each_budget():

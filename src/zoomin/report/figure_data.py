@@ -56,8 +56,20 @@ CONFIGURATION_PARAMS = ("s1", "s2", "tile", "scale", "n")  # what a configuratio
 
 
 def configuration_label(params: Mapping[str, Any]) -> str:
-    """``s1=0.1 s2=0.2 tile=250 n=10``: the model parameters that set a configuration's memory."""
-    return " ".join(f"{key}={params[key]:g}" for key in CONFIGURATION_PARAMS if key in params)
+    """``s1=0.1 s2=0.2 tile=250 n=10``: the model parameters that set a configuration's memory. A
+    K-stage model (``regions``, ``scales``) shows its scales as ``s1 .. sK`` and its region sides;
+    N from the attention (``n_rule: perplexity``) shows as ``n=auto(c=3, 2-50)``."""
+    values = dict(params)
+    if "scales" in values:
+        values.update({f"s{k}": scale for k, scale in enumerate(values.pop("scales"), start=1)})
+        regions = values.pop("regions")
+        label = " ".join(f"s{k}={values[f's{k}']:g}" for k in range(1, len(regions) + 2))
+        label += f" regions={'/'.join(str(side) for side in regions)}"
+    else:
+        label = " ".join(f"{key}={values[key]:g}" for key in CONFIGURATION_PARAMS[:-1] if key in values)
+    if values.get("n_rule") == "perplexity":
+        return f"{label} n=auto(c={values['n_per_perplexity']:g}, {values['n_min']}-{values['n_max']})".strip()
+    return f"{label} n={values['n']:g}".strip() if "n" in values else label
 
 
 def pareto_points(runs: pd.DataFrame, params: Mapping[str, Mapping[str, Any]] | None = None) -> pd.DataFrame:
