@@ -19,7 +19,7 @@ from zoomin.data.slide_cache import build_slide_cache
 from zoomin.image_access import ImageAccess, InMemoryImage, view_shape
 from zoomin.models import build_model
 from zoomin.models.attention import AttentionNet
-from zoomin.models.bounded_memory import banded_logits, chunks, receptive_halo
+from zoomin.models.bounded_memory import banded_logits, receptive_halo, row_slices
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -176,8 +176,10 @@ def test_subtile_draws_go_a_chunk_of_tiles_at_a_time(monkeypatch):
 
 
 def test_chunks_split_by_the_pixel_budget():
-    assert [list(c) for c in chunks(list(range(5)), 10, 25)] == [[0, 1], [2, 3], [4]]
-    assert [list(c) for c in chunks(list(range(3)), 100, 10)] == [[0], [1], [2]]  # at least one each
+    assert row_slices(5, 10, 25) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+    assert row_slices(3, 100, 10) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # at least one each
+    assert row_slices(3, 100, None) == [slice(0, 3)]  # training: every row at once
+    assert row_slices(0, 10, 25) == []
 
 
 def test_slide_views_stream_from_the_cache_and_from_the_pyramid(tmp_path):

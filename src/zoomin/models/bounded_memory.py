@@ -11,19 +11,18 @@ views or all N sub-tiles at once:
   cut off by a band edge are exactly those the halo discards, so the logits are those of the
   whole-view computation (bit-identical up to the order in which the convolution kernel sums;
   ``tests/models/test_bounded_memory.py`` checks 1e-5). The band's height follows from a pixel budget.
-* :func:`chunks` splits a list into runs whose pixel count fits the same budget, for stage-2 views
-  and sub-tile features (Zoom-In's estimate is a sum over sub-tiles, so features computed chunk by
-  chunk give the same estimate); :func:`row_slices` does the same for the rows of a batch (the
-  K-stage model's inner stages, :mod:`zoomin.models.zoomin_k`, whose draws are taken chunk by chunk too).
+* :func:`row_slices` splits the rows of a batch (drawn tiles or regions, sub-tiles) into runs whose
+  pixel count fits the same budget, for the stage-2 views, their draws and the sub-tile features
+  (Zoom-In's estimate is a sum over sub-tiles, so features computed chunk by chunk give the same
+  estimate, and the draws of consecutive chunks take the random numbers of one call).
+* :class:`StreamsAtInference` is what the models that do this share: when they stream (eval mode,
+  autograd off) and their budget, ``chunk_pixels``.
 
 Memory then grows with the budget (and the N sub-tiles' small outputs), not with the image.
 Training keeps the whole-batch computation: its autograd graph keeps every activation anyway.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +36,6 @@ from zoomin.models.batching import to_module
 # 100,000-px slide's stage-1 view.
 CHUNK_PIXELS = 1 << 16
 
-T = TypeVar("T")
 POINTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.LeakyReLU, nn.GELU)
 
 
@@ -109,14 +107,25 @@ def banded_logits(
     return torch.cat(out)
 
 
-def chunks(items: Sequence[T], pixels_each: int, budget: int = CHUNK_PIXELS) -> list[Sequence[T]]:
-    """``items`` in consecutive runs of at most ``budget // pixels_each`` (at least one)."""
-    size = max(1, budget // max(1, pixels_each))
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
 def row_slices(count: int, pixels_each: int, budget: int | None) -> list[slice]:
     """``range(count)`` as consecutive slices of at most ``budget // pixels_each`` rows (at least
     one); ``budget=None``: one slice of every row (training, whose autograd graph holds them all)."""
     size = max(1, count) if budget is None else max(1, budget // max(1, pixels_each))
     return [slice(start, min(count, start + size)) for start in range(0, count, size)]
+
+
+class StreamsAtInference:
+    """What a model that computes in bounded memory at inference shares: when it streams, and the
+    pixels of one band or chunk (its ``chunk_pixels``, :data:`CHUNK_PIXELS` unless a caller sets it)."""
+
+    training: bool
+    chunk_pixels: int = CHUNK_PIXELS
+
+    def streams(self) -> bool:
+        """Whether a call computes in bounded memory (eval mode, autograd off: inference)."""
+        return not self.training and not torch.is_grad_enabled()
+
+    def chunk_budget(self) -> int | None:
+        """Pixels per chunk: ``chunk_pixels`` at inference, ``None`` (everything at once) in training,
+        whose autograd graph holds every activation anyway."""
+        return self.chunk_pixels if self.streams() else None

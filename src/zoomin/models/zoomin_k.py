@@ -57,7 +57,7 @@ from zoomin.models.adaptive_draws import draws_per_image
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.batching import extent_mask, read_patches, read_regions, read_views
-from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits, row_slices
+from zoomin.models.bounded_memory import StreamsAtInference, banded_logits, row_slices
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import Attention, AttentionMap, LazyAttention, Representation, SampledRegions, check_sampling
@@ -88,7 +88,7 @@ class DrawnBatch:
     centres: np.ndarray  # (K, 2)
 
 
-class ZoomInKNet(AttentionSamplingClassifier):
+class ZoomInKNet(AttentionSamplingClassifier, StreamsAtInference):
     """K-stage attention-sampling classifier; see the module docstring."""
 
     def __init__(self, num_classes: int, params: ZoomInKParams | None = None, feature_net: nn.Module | None = None):
@@ -103,14 +103,6 @@ class ZoomInKNet(AttentionSamplingClassifier):
         self.stage_attention = nn.ModuleList(AttentionNet(params.attention_activation) for _ in self.scales)
         self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
-        self.chunk_pixels = CHUNK_PIXELS  # inference only: pixels per band / chunk
-
-    def streams(self) -> bool:
-        """Whether a call computes in bounded memory (eval mode, autograd off: inference)."""
-        return not self.training and not torch.is_grad_enabled()
-
-    def _budget(self) -> int | None:
-        return self.chunk_pixels if self.streams() else None
 
     # ----------------------------------------------------------------- the representation
     def represent(
@@ -257,7 +249,7 @@ class ZoomInKNet(AttentionSamplingClassifier):
         per_side, pool = outer // side, self.pools[stage]
         view = per_side * pool
         parts = []
-        for part in row_slices(len(owners), view * view, self._budget()):
+        for part in row_slices(len(owners), view * view, self.chunk_budget()):
             views = read_regions(images, owners[part], _pairs(corners[part]), outer, self.scales[stage], view, self)
             pooled = F.avg_pool2d(self.stage_attention[stage](views)[:, None], pool)[:, 0]
             parts.append(pooled.reshape(len(views), -1))
@@ -289,7 +281,7 @@ class ZoomInKNet(AttentionSamplingClassifier):
         wanted = tiles.draws.count
         width = max(1, min(int(wanted.max()), self.leaf_view * self.leaf_view))
         draws, entropies, maps = [], [], []
-        for part in row_slices(len(tiles.images), self.leaf_view * self.leaf_view, self._budget()):
+        for part in row_slices(len(tiles.images), self.leaf_view * self.leaf_view, self.chunk_budget()):
             b = self._leaf_log_probs(images, tiles.images[part], tiles.corners[part]).exp()
             q = complement(b) if contrast else b
             draws.append(stages.draw_positions(q, wanted[part], sampling, generator, width))
@@ -305,7 +297,7 @@ class ZoomInKNet(AttentionSamplingClassifier):
     def _features(self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray) -> torch.Tensor:
         """``f`` of every sampled sub-tile: one call in training, ``chunk_pixels`` at a time at inference."""
         parts = []
-        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self._budget()):
+        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self.chunk_budget()):
             parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
         return torch.cat(parts) if len(parts) != 1 else parts[0]
 

@@ -65,7 +65,7 @@ from zoomin.models import stages
 from zoomin.models.attention import AttentionNet
 from zoomin.models.base import AttentionSamplingClassifier
 from zoomin.models.batching import extent_mask, read_patches, read_regions, read_views
-from zoomin.models.bounded_memory import CHUNK_PIXELS, banded_logits, row_slices
+from zoomin.models.bounded_memory import StreamsAtInference, banded_logits, row_slices
 from zoomin.models.distributions import complement, entropy
 from zoomin.models.features import build_feature_net
 from zoomin.models.output import (
@@ -95,7 +95,7 @@ class DrawnBatch:
     centres: np.ndarray  # (K, 2) full-resolution (y, x) centres
 
 
-class ZoomInNet(AttentionSamplingClassifier):
+class ZoomInNet(AttentionSamplingClassifier, StreamsAtInference):
     """Two-stage attention-sampling classifier; see the module docstring.
 
     ``params`` default to :class:`~zoomin.models.params.ZoomInParams`'s defaults;
@@ -118,15 +118,6 @@ class ZoomInNet(AttentionSamplingClassifier):
         self.subtile_attention = AttentionNet(params.attention_activation)
         self.features = feature_net if feature_net is not None else build_feature_net(params.feature)
         self.classifier = nn.Linear(self.features.out_dim, num_classes)
-        self.chunk_pixels = CHUNK_PIXELS  # inference only: pixels per band / chunk (module docstring)
-
-    def streams(self) -> bool:
-        """Whether a call computes in bounded memory (eval mode, autograd off: inference)."""
-        return not self.training and not torch.is_grad_enabled()
-
-    def _budget(self) -> int | None:
-        """Pixels per chunk: ``chunk_pixels`` at inference, ``None`` (everything at once) in training."""
-        return self.chunk_pixels if self.streams() else None
 
     # ----------------------------------------------------------------- public API
     def represent(
@@ -166,7 +157,7 @@ class ZoomInNet(AttentionSamplingClassifier):
 
         pairs_per_image = torch.bincount(tiles.row, minlength=count).to(a.dtype)
         # chunk by chunk at inference: no temporaries the size of every opened tile's b_t
-        entropies = [entropy(b[part]) for part in row_slices(len(b), b.shape[1], self._budget())]
+        entropies = [entropy(b[part]) for part in row_slices(len(b), b.shape[1], self.chunk_budget())]
         subtile_entropy = a.new_zeros(count).index_add(0, tiles.row, torch.cat(entropies)) / pairs_per_image
         drawn = DrawnBatch(
             grids, shape, a, tiles, b, pair_images, pair_cells, pair_images[subtile_pairs], subtile_pairs, centres
@@ -188,7 +179,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         random numbers in the same order), so that the Gumbel keys and ranks of every drawn tile never
         exist at once."""
         width = max(1, min(int(tiles.count.max()), probs.shape[-1])) if len(probs) else 1
-        chunks = row_slices(len(probs), probs.shape[-1], self._budget()) or [slice(0, 0)]
+        chunks = row_slices(len(probs), probs.shape[-1], self.chunk_budget()) or [slice(0, 0)]
         parts = [stages.draw_positions(probs[part], tiles.count[part], sampling, generator, width) for part in chunks]
         return stages.concatenate_positions(parts)
 
@@ -299,7 +290,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         at a time at inference, where each chunk's logits are normalised before the next is read."""
         corners = [(int(row) * self.tile, int(col) * self.tile) for row, col in cells]
         parts = []
-        for part in row_slices(len(corners), self.view2 * self.view2, self._budget()):
+        for part in row_slices(len(corners), self.view2 * self.view2, self.chunk_budget()):
             views = read_regions(images, owners[part], corners[part], self.tile, self.s2, self.view2, self)
             log_b = torch.log_softmax(self.subtile_attention(views).reshape(len(views), -1), dim=1)
             parts.append(log_b if log else log_b.exp())
@@ -327,7 +318,7 @@ class ZoomInNet(AttentionSamplingClassifier):
         """``f`` of every sampled sub-tile of the batch: one call in training, chunks of
         ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
         parts = []
-        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self._budget()):
+        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self.chunk_budget()):
             parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
         return torch.cat(parts) if len(parts) != 1 else parts[0]
 
