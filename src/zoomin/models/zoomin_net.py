@@ -174,7 +174,7 @@ class ZoomInNet(AttentionSamplingClassifier, StreamsAtInference):
     ) -> stages.PositionDraws:
         """Stage 2, the sub-tile sampler: ``min(k_t, positions)`` distinct positions of each drawn
         tile's distribution (``probs``: ``(M, h2 * w2)``, one row per drawn pair), all tiles in one
-        call (Gumbel-top-k; the top positions for ``sampling="topk"``), with their weights. At inference
+        call in training (Gumbel-top-k; the top positions for ``sampling="topk"``), with their weights. At inference
         the tiles draw ``chunk_pixels`` positions at a time, with the width of the whole batch (the same
         random numbers in the same order), so that the Gumbel keys and ranks of every drawn tile never
         exist at once."""
