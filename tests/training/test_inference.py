@@ -11,7 +11,7 @@ from zoomin.config.runs import Stream, stream_seed
 from zoomin.image_access import InMemoryImage
 from zoomin.models import build_model
 from zoomin.training.evaluate import mean_spread
-from zoomin.training.inference import image_output, image_prediction, image_probabilities_and_spreads
+from zoomin.training.inference import image_output, image_prediction, score_images
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -83,8 +83,10 @@ def test_a_model_that_draws_nothing_runs_once_with_no_spread(case):
 def test_probabilities_of_several_images_do_not_depend_on_the_others():
     model = zoomin()
     images = [random_image(3), random_image(4), random_image(5)]
-    probabilities, spreads = image_probabilities_and_spreads(model, images, torch.device("cpu"), SEED, "sample", 4)
-    alone, alone_spreads = image_probabilities_and_spreads(model, images[2:], torch.device("cpu"), SEED, "sample", 4)
+    scores = score_images(model, images, torch.device("cpu"), SEED, "sample", 4)
+    probabilities, spreads = scores.probabilities, scores.spreads
+    alone_scores = score_images(model, images[2:], torch.device("cpu"), SEED, "sample", 4)
+    alone, alone_spreads = alone_scores.probabilities, alone_scores.spreads
     torch.testing.assert_close(probabilities[2:], alone)
     assert spreads[2:] == alone_spreads and all(s is not None and s >= 0 for s in spreads)
     with pytest.raises(ValueError, match="draws"):

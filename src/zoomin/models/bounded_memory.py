@@ -24,12 +24,15 @@ Training keeps the whole-batch computation: its autograd graph keeps every activ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zoomin.image_access import ImageAccess, view_shape
-from zoomin.models.batching import to_module
+from zoomin.models.batching import read_patches, to_module
 
 # Pixels (of a view, or of sub-tiles) one chunk may hold: one 256-px sub-tile of LeNet features
 # (~20 MB of activations), one 256-px stage-2 view, or a band of one or two tile rows of a
@@ -115,10 +118,13 @@ def row_slices(count: int, pixels_each: int, budget: int | None) -> list[slice]:
 
 
 class StreamsAtInference:
-    """What a model that computes in bounded memory at inference shares: when it streams, and the
-    pixels of one band or chunk (its ``chunk_pixels``, :data:`CHUNK_PIXELS` unless a caller sets it)."""
+    """What a model that computes in bounded memory at inference shares: when it streams, the pixels
+    of one band or chunk (its ``chunk_pixels``, :data:`CHUNK_PIXELS` unless a caller sets it), and
+    its feature net ``f`` over the sampled ``subtile`` px sub-tiles, a chunk at a time."""
 
     training: bool
+    features: nn.Module
+    subtile: int
     chunk_pixels: int = CHUNK_PIXELS
 
     def streams(self) -> bool:
@@ -129,3 +135,13 @@ class StreamsAtInference:
         """Pixels per chunk: ``chunk_pixels`` at inference, ``None`` (everything at once) in training,
         whose autograd graph holds every activation anyway."""
         return self.chunk_pixels if self.streams() else None
+
+    def subtile_features(
+        self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray
+    ) -> torch.Tensor:
+        """``f`` of the sub-tiles centred on ``centres`` of ``images[owners]``: one call in training,
+        ``chunk_pixels`` at a time at inference (only one chunk's sub-tiles are ever read at once)."""
+        parts = []
+        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self.chunk_budget()):
+            parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
+        return torch.cat(parts) if len(parts) != 1 else parts[0]

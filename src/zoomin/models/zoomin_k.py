@@ -156,7 +156,7 @@ class ZoomInKNet(AttentionSamplingClassifier, StreamsAtInference):
         centres = subtile_centre_array(tiles.corners[leaf_rows] // tiles.side, positions, tiles.side, self.leaf_view)
         owners = tiles.images[leaf_rows]
 
-        features = stages.scatter_draws(self._features(images, owners, centres), leaf.draws.valid)
+        features = stages.scatter_draws(self.subtile_features(images, owners, centres), leaf.draws.valid)
         control = self.params.control_variate and torch.is_grad_enabled()
         tile_images = self._on_device(tiles.images, a)
         psi = kstage.compose(levels, leaf.draws, features, tile_images, count, control)
@@ -293,13 +293,6 @@ class ZoomInKNet(AttentionSamplingClassifier, StreamsAtInference):
             torch.cat(entropies) if len(entropies) != 1 else entropies[0],
             (torch.cat(maps) if len(maps) != 1 else maps[0]) if keep_maps else None,
         )
-
-    def _features(self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray) -> torch.Tensor:
-        """``f`` of every sampled sub-tile: one call in training, ``chunk_pixels`` at a time at inference."""
-        parts = []
-        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self.chunk_budget()):
-            parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
-        return torch.cat(parts) if len(parts) != 1 else parts[0]
 
     @staticmethod
     def _on_device(values: np.ndarray, like: torch.Tensor) -> torch.Tensor:

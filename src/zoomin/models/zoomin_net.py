@@ -150,7 +150,8 @@ class ZoomInNet(AttentionSamplingClassifier, StreamsAtInference):
         centres = subtile_centre_array(pair_cells[subtile_pairs], positions, self.tile, self.view2)
 
         # f on the K sub-tiles; E_t per pair, then Psi_hat per image (segment sums of weighted draws)
-        features = stages.scatter_draws(self._features(images, pair_images[subtile_pairs], centres), subtiles.valid)
+        sampled = self.subtile_features(images, pair_images[subtile_pairs], centres)
+        features = stages.scatter_draws(sampled, subtiles.valid)
         control = self.control_variate and torch.is_grad_enabled()
         inner = stages.position_estimate(subtiles, features, tiles.row, count, control)
         psi = stages.counted_estimate(tiles, inner, count, control)
@@ -313,14 +314,6 @@ class ZoomInNet(AttentionSamplingClassifier, StreamsAtInference):
         positions = np.asarray(positions.detach().cpu() if hasattr(positions, "detach") else positions).reshape(-1)
         cells = np.tile(np.array(divmod(tile, self.grid(image)[1])), (len(positions), 1))
         return torch.from_numpy(subtile_centre_array(cells, positions, self.tile, self.view2))
-
-    def _features(self, images: Sequence[ImageAccess], owners: np.ndarray, centres: np.ndarray) -> torch.Tensor:
-        """``f`` of every sampled sub-tile of the batch: one call in training, chunks of
-        ``chunk_pixels`` at inference (only one chunk's sub-tiles are ever read at once)."""
-        parts = []
-        for part in row_slices(max(1, len(owners)), self.subtile * self.subtile, self.chunk_budget()):
-            parts.append(self.features(read_patches(images, owners[part], centres[part], self.subtile, self)))
-        return torch.cat(parts) if len(parts) != 1 else parts[0]
 
     # ----------------------------------------------------------------- attention output
     def _tile_map(self, cell: np.ndarray, b: torch.Tensor) -> AttentionMap:

@@ -43,7 +43,6 @@ from zoomin.atomic import atomic_path, usual_mode
 from zoomin.config.experiment import DEFAULT_SLIDE_TILE
 from zoomin.config.outputs import PredictSettings
 from zoomin.errors import OutputFileError
-from zoomin.models.adaptive_draws import image_draws
 from zoomin.models.registry import model_type
 from zoomin.predict.annotations import asap_xml, geojson_collection
 from zoomin.predict.expectations import check_input
@@ -127,7 +126,6 @@ def _predict_one(
     seed, sampling, draws = draw_settings
     prediction = image_prediction(model, image, device, seed, sampling, draws)
     output = prediction.first
-    sample_size = (image_draws(output) or [None])[0]  # N of the image's stage 1 (the same in every draw)
     probabilities = prediction.probabilities.tolist()
     predicted = classes[max(range(len(classes)), key=probabilities.__getitem__)]
     height, width = image.size
@@ -143,7 +141,7 @@ def _predict_one(
         "seed": seed,
         "sampling": sampling,
         "draws": draws,
-        "n": "" if sample_size is None else sample_size,
+        "n": "" if prediction.sample_size is None else prediction.sample_size,
         "model_type": meta["model_type"],
         "dataset": meta.get("dataset", ""),
         "method": meta.get("method", ""),

@@ -35,10 +35,9 @@ from zoomin.config.run import RunSpec
 from zoomin.config.runs import Stream, stream_seed
 from zoomin.data.splits import load_run_data
 from zoomin.measure import measure_across_images
-from zoomin.models.adaptive_draws import image_draws
 from zoomin.training.checkpoints import load_trained_model
 from zoomin.training.device import choose_device
-from zoomin.training.inference import image_prediction
+from zoomin.training.inference import score_images
 
 log = logging.getLogger(__name__)
 
@@ -69,22 +68,6 @@ def mean_spread(spreads: list[float | None]) -> float | None:
     return sum(spreads) / len(spreads)  # type: ignore[arg-type]
 
 
-def score_test_images(
-    model: torch.nn.Module, test: Any, device: torch.device, seed: int, sampling: str, draws: int
-) -> tuple[torch.Tensor, list[float | None], list[int | None]]:
-    """Each test image scored alone (:func:`zoomin.training.inference.image_prediction`): the class
-    probabilities ``(n, classes)``, each image's draw spread and the number of draws N its first
-    pass took (``None`` for a model without counted draws; :func:`zoomin.models.adaptive_draws.image_draws`).
-    Only these are kept, not the outputs (attention) of the images."""
-    rows, spreads, sample_sizes = [], [], []
-    for i in range(len(test)):
-        prediction = image_prediction(model, test.image(i), device, seed, sampling, draws)
-        rows.append(prediction.probabilities[None])
-        spreads.append(prediction.spread)
-        sample_sizes.append((image_draws(prediction.first) or [None])[0])
-    return (torch.cat(rows) if rows else torch.zeros((0, 0))), spreads, sample_sizes
-
-
 def mean_sample_size(sample_sizes: list[int | None]) -> float | None:
     """The mean N over the test images; ``None`` when the model has no counted draws."""
     known = [n for n in sample_sizes if n is not None]
@@ -98,7 +81,9 @@ def evaluate(spec: RunSpec, views: Path, model_path: Path, out_metrics: Path) ->
     data = load_run_data(views, spec.run, spec.n_folds)
     model, meta = load_trained_model(model_path, device)
     draws = spec.training.test_draws
-    probabilities, spreads, sample_sizes = score_test_images(model, data.test, device, spec.seed, sampling, draws)
+    test_images = (data.test.image(i) for i in range(len(data.test)))
+    scores = score_images(model, test_images, device, spec.seed, sampling, draws)
+    probabilities, spreads, sample_sizes = scores.probabilities, scores.spreads, scores.sample_sizes
     predictions = probabilities.argmax(1).tolist()
     labels = [data.test.label(i) for i in range(len(data.test))]
     correct = sum(int(p == y) for p, y in zip(predictions, labels))

@@ -3,7 +3,7 @@
 The Monte Carlo draws come from a generator on the model's device seeded with the run's evaluation
 stream (:func:`zoomin.config.runs.stream_seed`), so every result is repeatable. Two ways of spending it:
 
-* :func:`image_prediction` / :func:`image_probabilities` -- each image alone (batch 1) with a fresh
+* :func:`image_prediction` / :func:`score_images` -- each image alone (batch 1) with a fresh
   generator, ``draws`` (M) forward passes one after the other on it, the class probabilities
   averaged over them (test-time Monte Carlo averaging; ``training.test_draws``). Draw 0 is the
   single draw of ``M = 1``; draw ``m`` continues the generator where draw ``m - 1`` left it, so the M
@@ -30,6 +30,7 @@ import torch
 
 from zoomin.config.runs import Stream, stream_seed
 from zoomin.image_access import ImageAccess
+from zoomin.models.adaptive_draws import image_draws
 from zoomin.models.output import ModelOutput
 
 BATCH_SIZE = 8  # images per forward pass at inference (memory is measured separately, at batch 1)
@@ -68,6 +69,12 @@ class ImagePrediction:
             return None
         return float(self.draw_probabilities[:, self.predicted].double().std(correction=1))
 
+    @property
+    def sample_size(self) -> int | None:
+        """The number of draws N the image's stage 1 took (the same in every draw; the image's own
+        with N from the attention); ``None`` for a model without counted draws."""
+        return (image_draws(self.first) or [None])[0]
+
 
 def _generator_state(generator: torch.Generator) -> torch.Tensor:
     return generator.get_state().clone()
@@ -101,35 +108,33 @@ def image_output(
     return image_prediction(model, image, device, seed, sampling).first
 
 
-def image_probabilities_and_spreads(
+@dataclass
+class ImageScores:
+    """What the test evaluation keeps of each image's :class:`ImagePrediction`: not the outputs
+    (attention), only the class probabilities ``(n, classes)`` on the CPU, the draw spreads and
+    the stage-1 N (:attr:`ImagePrediction.spread`, :attr:`ImagePrediction.sample_size`)."""
+
+    probabilities: torch.Tensor
+    spreads: list[float | None]
+    sample_sizes: list[int | None]
+
+
+def score_images(
     model: torch.nn.Module,
     images: Iterable[ImageAccess],
     device: torch.device,
     seed: int,
     sampling: str,
     draws: int = 1,
-) -> tuple[torch.Tensor, list[float | None]]:
-    """Class probabilities ``(n, classes)`` on the CPU, each image scored alone, the mean of ``draws``
-    draws (:func:`image_prediction`), and each image's :attr:`ImagePrediction.spread`. Only these are
-    kept, not the outputs (attention) of the images."""
-    rows, spreads = [], []
+) -> ImageScores:
+    """Each image scored alone, the mean of ``draws`` draws (:func:`image_prediction`)."""
+    rows, spreads, sample_sizes = [], [], []
     for image in images:
         prediction = image_prediction(model, image, device, seed, sampling, draws)
         rows.append(prediction.probabilities[None])
         spreads.append(prediction.spread)
-    return (torch.cat(rows) if rows else torch.zeros((0, 0))), spreads
-
-
-def image_probabilities(
-    model: torch.nn.Module,
-    images: Iterable[ImageAccess],
-    device: torch.device,
-    seed: int,
-    sampling: str,
-    draws: int = 1,
-) -> torch.Tensor:
-    """The probabilities of :func:`image_probabilities_and_spreads`."""
-    return image_probabilities_and_spreads(model, images, device, seed, sampling, draws)[0]
+        sample_sizes.append(prediction.sample_size)
+    return ImageScores(torch.cat(rows) if rows else torch.zeros((0, 0)), spreads, sample_sizes)
 
 
 @torch.no_grad()
